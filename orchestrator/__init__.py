@@ -1,0 +1,1 @@
+"""floy: an Ansible-backed release orchestrator."""

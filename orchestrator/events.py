@@ -1,0 +1,208 @@
+"""Fold ansible-runner events into per-instance transitions: a pure function, no I/O.
+
+The fold knows only what an event says. It is fed every event of a run, in order, and
+returns the new fold state with the updates to persist. Tests replay recorded event files
+of real runs (``tests/fixtures/events/*.jsonl``) through it.
+
+Rules (DESIGN.md section 6):
+- the release task is the task whose action is the ``floy_release`` module; its start marks
+  the instance in progress, its ``runner_retry`` events count attempts, its ``runner_on_ok``
+  completes the instance with the version the module reports;
+- any ``runner_on_failed`` (not ``ignore_errors``) or ``runner_on_unreachable`` fails the
+  instance with the module's message; the first failure's message is kept;
+- events for hosts that are not instances of the run (``localhost``) are ignored, and an
+  instance already finished never changes again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypedDict
+
+from orchestrator.models import Status
+from orchestrator.timefmt import format_time
+
+RELEASE_ACTION = "floy_release"
+
+
+class EventData(TypedDict, total=False):
+    """The part of ``event_data`` the fold reads."""
+
+    host: str
+    task: str
+    task_action: str
+    resolved_action: str
+    res: dict[str, Any]
+    ignore_errors: bool | None
+
+
+class RunnerEvent(TypedDict, total=False):
+    """An ansible-runner event as handed to ``event_handler`` (only the keys we read)."""
+
+    event: str
+    counter: int
+    runner_ident: str
+    created: str
+    event_data: EventData
+
+
+@dataclass(frozen=True)
+class InstanceUpdate:
+    """Changes to one instance's record; None means "leave as is"."""
+
+    instance_id: str
+    status: Status | None = None
+    phase: str | None = None
+    attempts: int | None = None
+    current_version: str | None = None
+    previous_version: str | None = None
+    error_message: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    release: dict[str, str] | None = None  # version/package_url/sha256 of a completed release
+
+    def member_values(self) -> dict[str, Any]:
+        """Column values for the run_instances row."""
+        values: dict[str, Any] = {}
+        if self.status is not None:
+            values["status"] = self.status.value
+        for name in ("phase", "attempts", "current_version", "previous_version", "error_message"):
+            value = getattr(self, name)
+            if value is not None:
+                values[name] = value
+        if self.started_at is not None:
+            values["started_at"] = format_time(self.started_at)
+        if self.completed_at is not None:
+            values["completed_at"] = format_time(self.completed_at)
+        return values
+
+
+@dataclass(frozen=True)
+class FoldState:
+    """What the fold remembers between events: each instance's status and attempts."""
+
+    statuses: Mapping[str, Status]
+    attempts: Mapping[str, int] = field(default_factory=dict)
+    finished: bool = False  # playbook_on_stats seen
+    package_url: str = ""
+    package_sha256: str = ""
+
+    @classmethod
+    def start(
+        cls, instance_ids: list[str] | tuple[str, ...], package_url: str = "", sha256: str = ""
+    ) -> FoldState:
+        """Initial state: every instance pending."""
+        return cls(
+            statuses=dict.fromkeys(instance_ids, Status.PENDING),
+            package_url=package_url,
+            package_sha256=sha256,
+        )
+
+    def counts(self) -> dict[Status, int]:
+        """How many instances are in each status."""
+        out = dict.fromkeys(Status, 0)
+        for status in self.statuses.values():
+            out[status] += 1
+        return out
+
+
+def event_time(event: RunnerEvent) -> datetime:
+    """When the event was created (runner writes naive UTC ISO times)."""
+    raw = event.get("created")
+    if not raw:
+        return datetime.now(UTC)
+    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _is_release_task(data: EventData) -> bool:
+    action = data.get("resolved_action") or data.get("task_action") or ""
+    return action == RELEASE_ACTION or action.endswith("." + RELEASE_ACTION)
+
+
+def _message(res: Mapping[str, Any], default: str) -> str:
+    msg = res.get("msg") or res.get("reason") or res.get("stderr") or default
+    text = str(msg).strip()
+    return text[:2000] if text else default
+
+
+def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[InstanceUpdate]]:
+    """Apply one runner event; returns the new state and the updates it implies."""
+    kind = event.get("event", "")
+    if kind == "playbook_on_stats":
+        return replace(state, finished=True), []
+    data: EventData = event.get("event_data") or {}
+    host = data.get("host")
+    if not host or host not in state.statuses:
+        return state, []
+    current = state.statuses[host]
+    if current.is_terminal:
+        return state, []
+    res: Mapping[str, Any] = data.get("res") or {}
+    at = event_time(event)
+    release_task = _is_release_task(data)
+    update: InstanceUpdate | None = None
+
+    if kind == "runner_on_start" and current is Status.PENDING:
+        update = InstanceUpdate(
+            host, status=Status.IN_PROGRESS, started_at=at, phase="start", attempts=1
+        )
+    elif kind == "runner_retry" and release_task:
+        attempts = int(res.get("attempts", state.attempts.get(host, 1))) + 1
+        update = InstanceUpdate(
+            host,
+            attempts=attempts,
+            phase=str(res.get("phase") or "retry"),
+            error_message=f"attempt {attempts - 1} failed: {_message(res, 'failed')}",
+        )
+    elif kind == "runner_on_ok" and release_task:
+        version = str(res.get("current_version") or res.get("version") or "")
+        update = InstanceUpdate(
+            host,
+            status=Status.COMPLETED,
+            phase="done",
+            attempts=int(res.get("attempts", state.attempts.get(host, 1))),
+            current_version=version,
+            previous_version=_optional_str(res.get("previous_version")),
+            error_message="",
+            completed_at=at,
+            release={
+                "version": version,
+                "package_url": str(res.get("package_url") or state.package_url),
+                "sha256": str(res.get("sha256") or state.package_sha256),
+            },
+        )
+    elif kind == "runner_on_unreachable":
+        update = InstanceUpdate(
+            host,
+            status=Status.FAILED,
+            phase="connect",
+            error_message=f"unreachable: {_message(res, 'host unreachable')}",
+            completed_at=at,
+        )
+    elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+        update = InstanceUpdate(
+            host,
+            status=Status.FAILED,
+            phase=str(res.get("phase") or data.get("task") or "failed"),
+            attempts=int(res["attempts"]) if "attempts" in res else None,
+            current_version=_optional_str(res.get("current_version")) if release_task else None,
+            error_message=_message(res, "task failed"),
+            completed_at=at,
+        )
+
+    if update is None:
+        return state, []
+    statuses = dict(state.statuses)
+    tries = dict(state.attempts)
+    if update.status is not None:
+        statuses[host] = update.status
+    if update.attempts is not None:
+        tries[host] = update.attempts
+    return replace(state, statuses=statuses, attempts=tries), [update]
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value in (None, "") else str(value)

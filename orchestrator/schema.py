@@ -1,0 +1,133 @@
+"""Database schema (SQLAlchemy Core) and its ordered migrations.
+
+Each migration is a function applied once, in order, inside a transaction; the applied
+version is kept in ``floy_schema``. Add a new function at the end, never edit an old one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+metadata = sa.MetaData()
+
+# Times are stored as RFC 3339 UTC strings: sortable, identical on SQLite and PostgreSQL.
+Time = sa.String(32)
+
+schema_version = sa.Table(
+    "floy_schema",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("instance_id", sa.String(128), primary_key=True),
+    sa.Column("service", sa.String(128), nullable=False),
+    sa.Column("host", sa.String(253), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(128), nullable=False, server_default=""),
+    sa.Column("version_updated_at", Time),
+    sa.Column("last_heartbeat", Time),
+    sa.Column("metadata_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_instances_service_version", "service", "version", "instance_id"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # deploy | rollback
+    sa.Column("service", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("params_json", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("finished_at", Time),
+    sa.Column("error_message", sa.Text, nullable=False, server_default=""),
+    sa.Column("cancel_requested_at", Time),
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires_at", Time),
+    sa.Column("worker_pid", sa.Integer),
+    sa.Column("parent_run_id", sa.String(128)),
+    sa.Column("rollback_run_id", sa.String(128)),
+    sa.Index("ix_runs_service_created", "service", "created_at"),
+    sa.Index("ix_runs_status", "status"),
+)
+
+run_instances = sa.Table(
+    "run_instances",
+    metadata,
+    sa.Column("run_id", sa.String(128), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("instance_id", sa.String(128), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("batch", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("phase", sa.String(32), nullable=False, server_default=""),
+    sa.Column("previous_version", sa.String(128), nullable=False, server_default=""),
+    sa.Column("current_version", sa.String(128), nullable=False, server_default=""),
+    sa.Column("target_version", sa.String(128), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("started_at", Time),
+    sa.Column("completed_at", Time),
+    sa.Column("error_message", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_run_instances_run_position", "run_id", "position"),
+)
+
+# One row per busy instance: the primary key makes "one active run per instance" a constraint.
+instance_locks = sa.Table(
+    "instance_locks",
+    metadata,
+    sa.Column("instance_id", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("locked_at", Time, nullable=False),
+    sa.Index("ix_instance_locks_run", "run_id"),
+)
+
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("instance_id", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(128), primary_key=True),
+    sa.Column("package_url", sa.Text, nullable=False, server_default=""),
+    sa.Column("sha256", sa.String(64), nullable=False, server_default=""),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("deployed_at", Time, nullable=False),
+)
+
+
+def _v1_initial(conn: Connection) -> None:
+    metadata.create_all(
+        conn,
+        tables=[instances, runs, run_instances, instance_locks, releases],
+    )
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1_initial,)
+
+
+def migrate(conn: Connection) -> int:
+    """Bring the schema up to date; returns the resulting version."""
+    schema_version.create(conn, checkfirst=True)
+    row = conn.execute(sa.select(schema_version.c.version).where(schema_version.c.id == 1))
+    current = row.scalar_one_or_none()
+    if current is None:
+        conn.execute(schema_version.insert().values(id=1, version=0))
+        current = 0
+    if current > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {current} is newer than this floy ({len(MIGRATIONS)})"
+        )
+    for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
+        step(conn)
+        conn.execute(
+            schema_version.update().where(schema_version.c.id == 1).values(version=number)
+        )
+    return len(MIGRATIONS)

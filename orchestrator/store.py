@@ -1,0 +1,595 @@
+"""The store: floy's single source of truth, a small repository API over SQLAlchemy Core.
+
+SQLite (a file in WAL mode) is the embedded default; a ``postgresql+psycopg://`` URL selects a
+shared store several orchestrator processes can use. Every method is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from orchestrator import schema as t
+from orchestrator.errors import ConfigError, ConflictError
+from orchestrator.events import InstanceUpdate
+from orchestrator.models import InstanceSpec, Status
+from orchestrator.timefmt import format_time, parse_time, utcnow
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """A registered instance."""
+
+    instance_id: str
+    service: str
+    host: str
+    port: int
+    version: str
+    version_updated_at: datetime | None
+    last_heartbeat: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A deployment or rollback run."""
+
+    run_id: str
+    kind: str
+    service: str
+    version: str
+    status: Status
+    params: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    error_message: str = ""
+    cancel_requested_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    worker_pid: int | None = None
+    parent_run_id: str | None = None
+    rollback_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunInstanceRecord:
+    """One instance's part in one run."""
+
+    run_id: str
+    instance_id: str
+    position: int
+    batch: int
+    status: Status
+    target_version: str
+    phase: str = ""
+    previous_version: str = ""
+    current_version: str = ""
+    attempts: int = 0
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error_message: str = ""
+
+
+def _t(value: datetime | None) -> str | None:
+    return None if value is None else format_time(value)
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else parse_time(value)
+
+
+class Store:
+    """Repository over one database; safe to share between threads of one process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open (creating and migrating when needed) the database at ``url``."""
+        parsed = sa.engine.make_url(url)
+        is_sqlite = parsed.get_backend_name() == "sqlite"
+        if is_sqlite and parsed.database and parsed.database != ":memory:":
+            _prepare_sqlite_file(Path(parsed.database))
+        engine = sa.create_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+        if is_sqlite:
+            _configure_sqlite(engine)
+        store = cls(engine)
+        try:
+            with store.write() as conn:
+                t.migrate(conn)
+        except sa.exc.OperationalError as exc:
+            raise ConfigError(f"cannot open the database {parsed!r}: {exc.orig}") from None
+        except RuntimeError as exc:
+            raise ConfigError(str(exc)) from None
+        if is_sqlite and parsed.database and parsed.database != ":memory:":
+            os.chmod(parsed.database, stat.S_IRUSR | stat.S_IWUSR)
+        return store
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite, so writers queue, not fail)."""
+        with self.engine.connect().execution_options(floy_write=True) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction: one consistent snapshot."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # -- instances ----------------------------------------------------------------------
+    def add_instances(self, specs: Sequence[InstanceSpec], *, replace: bool = False) -> int:
+        """Register instances; an existing ID is a conflict unless ``replace``."""
+        now = format_time(utcnow())
+        with self.write() as conn:
+            ids = [s.instance_id for s in specs]
+            existing = {
+                r.instance_id: r
+                for r in conn.execute(
+                    sa.select(t.instances.c.instance_id, t.instances.c.service).where(
+                        t.instances.c.instance_id.in_(ids)
+                    )
+                )
+            }
+            for spec in specs:
+                old = existing.get(spec.instance_id)
+                values = {
+                    "service": spec.service,
+                    "host": spec.host,
+                    "port": spec.port,
+                    "metadata_json": json.dumps(spec.metadata, sort_keys=True),
+                }
+                if old is None:
+                    conn.execute(
+                        t.instances.insert().values(
+                            instance_id=spec.instance_id, version="", created_at=now, **values
+                        )
+                    )
+                elif not replace:
+                    raise ConflictError(
+                        f"instance {spec.instance_id} is already registered "
+                        f"(service {old.service}); use --replace to update it",
+                        key=spec.instance_id,
+                    )
+                elif old.service != spec.service:
+                    raise ConflictError(
+                        f"instance {spec.instance_id} belongs to service {old.service}, "
+                        f"not {spec.service}",
+                        key=spec.instance_id,
+                    )
+                else:
+                    conn.execute(
+                        t.instances.update()
+                        .where(t.instances.c.instance_id == spec.instance_id)
+                        .values(**values)
+                    )
+        return len(specs)
+
+    def get_instances(self, ids: Iterable[str]) -> dict[str, InstanceRecord]:
+        """Instances by ID (missing IDs are simply absent)."""
+        wanted = list(ids)
+        with self.read() as conn:
+            rows = conn.execute(sa.select(t.instances).where(t.instances.c.instance_id.in_(wanted)))
+            return {r.instance_id: _instance(r) for r in rows}
+
+    def service_instances(self, service: str) -> list[InstanceRecord]:
+        """Every instance of a service, in ID order."""
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(t.instances)
+                .where(t.instances.c.service == service)
+                .order_by(t.instances.c.instance_id)
+            )
+            return [_instance(r) for r in rows]
+
+    def query_instances(
+        self, service: str, version: str, limit: int, offset: int
+    ) -> tuple[list[InstanceRecord], int]:
+        """One page of a service's instances (optionally of one version) and the total."""
+        cond = t.instances.c.service == service
+        if version:
+            cond = sa.and_(cond, t.instances.c.version == version)
+        with self.read() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(t.instances).where(cond)
+            ).scalar_one()
+            rows = conn.execute(
+                sa.select(t.instances)
+                .where(cond)
+                .order_by(t.instances.c.instance_id)
+                .limit(limit)
+                .offset(offset)
+            )
+            return [_instance(r) for r in rows], int(total)
+
+    def service_exists(self, service: str) -> bool:
+        """Whether any instance is registered for ``service``."""
+        with self.read() as conn:
+            query = sa.select(t.instances.c.instance_id).where(t.instances.c.service == service)
+            row = conn.execute(query.limit(1)).first()
+            return row is not None
+
+    # -- runs ---------------------------------------------------------------------------
+    def create_run(self, run: RunRecord, members: Sequence[RunInstanceRecord]) -> None:
+        """Record a run and its instances, and lock those instances, atomically.
+
+        Raises ConflictError if the run ID exists or any instance is busy in another run.
+        """
+        now = _t(run.created_at)
+        with self.write() as conn:
+            if conn.execute(
+                sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run.run_id)
+            ).first():
+                raise ConflictError(f"run {run.run_id} already exists", key=run.run_id)
+            busy = conn.execute(
+                sa.select(t.instance_locks.c.instance_id, t.instance_locks.c.run_id)
+                .where(t.instance_locks.c.instance_id.in_([m.instance_id for m in members]))
+                .order_by(t.instance_locks.c.instance_id)
+            ).first()
+            if busy is not None:
+                raise ConflictError(
+                    f"instance {busy.instance_id} is busy in run {busy.run_id}",
+                    key=busy.instance_id,
+                )
+            conn.execute(t.runs.insert().values(**_run_values(run)))
+            conn.execute(
+                t.run_instances.insert(),
+                [_member_values(m) for m in members],
+            )
+            conn.execute(
+                t.instance_locks.insert(),
+                [
+                    {"instance_id": m.instance_id, "run_id": run.run_id, "locked_at": now}
+                    for m in members
+                ],
+            )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """A run by ID, or None."""
+        with self.read() as conn:
+            row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
+            return None if row is None else _run(row)
+
+    def get_run_with_members(
+        self, run_id: str
+    ) -> tuple[RunRecord, list[RunInstanceRecord]] | None:
+        """A run and its instances from one consistent snapshot, or None."""
+        with self.read() as conn:
+            row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
+            if row is None:
+                return None
+            members = conn.execute(
+                sa.select(t.run_instances)
+                .where(t.run_instances.c.run_id == run_id)
+                .order_by(t.run_instances.c.position)
+            )
+            return _run(row), [_member(m) for m in members]
+
+    def list_runs(self, service: str | None, limit: int) -> list[RunRecord]:
+        """Most recent runs first."""
+        query = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
+        if service:
+            query = query.where(t.runs.c.service == service)
+        with self.read() as conn:
+            return [_run(r) for r in conn.execute(query)]
+
+    def set_run_status(
+        self,
+        run_id: str,
+        status: Status,
+        *,
+        error_message: str | None = None,
+        finished: bool = False,
+    ) -> None:
+        """Move a run to ``status``; a finished run also releases its instance locks."""
+        now = utcnow()
+        values: dict[str, Any] = {"status": status.value, "updated_at": _t(now)}
+        if error_message is not None:
+            values["error_message"] = error_message
+        if finished:
+            values.update(finished_at=_t(now), lease_owner=None, lease_expires_at=None)
+        with self.write() as conn:
+            conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
+            if finished:
+                conn.execute(t.instance_locks.delete().where(t.instance_locks.c.run_id == run_id))
+
+    def apply_updates(self, run_id: str, updates: Sequence[InstanceUpdate]) -> None:
+        """Apply folded event updates to a run's instances, the registry and release history."""
+        if not updates:
+            return
+        now = utcnow()
+        with self.write() as conn:
+            for up in updates:
+                values = up.member_values()
+                if values:
+                    conn.execute(
+                        t.run_instances.update()
+                        .where(
+                            t.run_instances.c.run_id == run_id,
+                            t.run_instances.c.instance_id == up.instance_id,
+                        )
+                        .values(**values)
+                    )
+                if up.current_version is not None:
+                    _set_instance_version(conn, up.instance_id, up.current_version, now)
+                if up.release is not None:
+                    _record_release(conn, up.instance_id, run_id, up.release, now)
+            conn.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id == run_id)
+                .values(updated_at=_t(now))
+            )
+
+    def finish_members(
+        self, run_id: str, status: Status, error_message: str, only: Iterable[Status]
+    ) -> int:
+        """Close every instance of a run still in one of ``only`` statuses; returns the count."""
+        now = _t(utcnow())
+        with self.write() as conn:
+            result = conn.execute(
+                t.run_instances.update()
+                .where(
+                    t.run_instances.c.run_id == run_id,
+                    t.run_instances.c.status.in_([s.value for s in only]),
+                )
+                .values(status=status.value, error_message=error_message, completed_at=now)
+            )
+            return int(result.rowcount or 0)
+
+    # -- leases -------------------------------------------------------------------------
+    def acquire_lease(self, run_id: str, owner: str, seconds: float, pid: int) -> bool:
+        """Take the run's lease if it is free or expired; True when this owner holds it."""
+        now = utcnow()
+        expires = now.timestamp() + seconds
+        with self.write() as conn:
+            result = conn.execute(
+                t.runs.update()
+                .where(
+                    t.runs.c.run_id == run_id,
+                    t.runs.c.finished_at.is_(None),
+                    sa.or_(
+                        t.runs.c.lease_owner.is_(None),
+                        t.runs.c.lease_owner == owner,
+                        t.runs.c.lease_expires_at < _t(now),
+                    ),
+                )
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=_t(datetime.fromtimestamp(expires, now.tzinfo)),
+                    worker_pid=pid,
+                )
+            )
+            return bool(result.rowcount)
+
+    def renew_lease(self, run_id: str, owner: str, seconds: float) -> bool:
+        """Extend a held lease; False if another owner took it."""
+        now = utcnow()
+        expires = datetime.fromtimestamp(now.timestamp() + seconds, now.tzinfo)
+        with self.write() as conn:
+            result = conn.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id == run_id, t.runs.c.lease_owner == owner)
+                .values(lease_expires_at=_t(expires))
+            )
+            return bool(result.rowcount)
+
+    def request_cancel(self, run_id: str) -> datetime:
+        """Record a cancel request (idempotent); returns when it was first requested."""
+        now = utcnow()
+        with self.write() as conn:
+            conn.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id == run_id, t.runs.c.cancel_requested_at.is_(None))
+                .values(cancel_requested_at=_t(now))
+            )
+            value = conn.execute(
+                sa.select(t.runs.c.cancel_requested_at).where(t.runs.c.run_id == run_id)
+            ).scalar_one()
+        return parse_time(value)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether a cancel was requested for the run."""
+        with self.read() as conn:
+            value = conn.execute(
+                sa.select(t.runs.c.cancel_requested_at).where(t.runs.c.run_id == run_id)
+            ).scalar_one_or_none()
+            return value is not None
+
+    # -- release history ----------------------------------------------------------------
+    def release_history(self, instance_id: str) -> list[dict[str, str]]:
+        """Versions that completed on an instance, newest first."""
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(t.releases)
+                .where(t.releases.c.instance_id == instance_id)
+                .order_by(t.releases.c.deployed_at.desc())
+            )
+            return [
+                {
+                    "version": r.version,
+                    "package_url": r.package_url,
+                    "sha256": r.sha256,
+                    "run_id": r.run_id,
+                    "deployed_at": r.deployed_at,
+                }
+                for r in rows
+            ]
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every table (used by tests to prove nothing was stored)."""
+        with self.read() as conn:
+            return {
+                table.name: int(
+                    conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                )
+                for table in (t.instances, t.runs, t.run_instances, t.instance_locks, t.releases)
+            }
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _prepare_sqlite_file(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the data directory {path.parent}: {exc}") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"the data directory {path.parent} is not writable")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise ConfigError(f"the database {path} is not readable and writable")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below); pysqlite's implicit transactions would defer it.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("floy_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _set_instance_version(conn: Connection, instance_id: str, version: str, now: datetime) -> None:
+    row = conn.execute(
+        sa.select(t.instances.c.version).where(t.instances.c.instance_id == instance_id)
+    ).first()
+    values: dict[str, Any] = {"last_heartbeat": _t(now)}
+    if row is not None and row.version != version:
+        values.update(version=version, version_updated_at=_t(now))
+    conn.execute(
+        t.instances.update().where(t.instances.c.instance_id == instance_id).values(**values)
+    )
+
+
+def _record_release(
+    conn: Connection, instance_id: str, run_id: str, release: dict[str, str], now: datetime
+) -> None:
+    key = (t.releases.c.instance_id == instance_id, t.releases.c.version == release["version"])
+    values = {
+        "package_url": release.get("package_url", ""),
+        "sha256": release.get("sha256", ""),
+        "run_id": run_id,
+        "deployed_at": _t(now),
+    }
+    if conn.execute(sa.select(t.releases.c.version).where(*key)).first():
+        conn.execute(t.releases.update().where(*key).values(**values))
+    else:
+        conn.execute(
+            t.releases.insert().values(
+                instance_id=instance_id, version=release["version"], **values
+            )
+        )
+
+
+def _instance(r: Any) -> InstanceRecord:
+    return InstanceRecord(
+        instance_id=r.instance_id,
+        service=r.service,
+        host=r.host,
+        port=r.port,
+        version=r.version,
+        version_updated_at=_dt(r.version_updated_at),
+        last_heartbeat=_dt(r.last_heartbeat),
+        metadata=json.loads(r.metadata_json),
+    )
+
+
+def _run_values(run: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "kind": run.kind,
+        "service": run.service,
+        "version": run.version,
+        "status": run.status.value,
+        "params_json": json.dumps(run.params, sort_keys=True),
+        "created_by": run.created_by,
+        "created_at": _t(run.created_at),
+        "updated_at": _t(run.updated_at),
+        "finished_at": _t(run.finished_at),
+        "error_message": run.error_message,
+        "parent_run_id": run.parent_run_id,
+    }
+
+
+def _run(r: Any) -> RunRecord:
+    return RunRecord(
+        run_id=r.run_id,
+        kind=r.kind,
+        service=r.service,
+        version=r.version,
+        status=Status(r.status),
+        params=json.loads(r.params_json),
+        created_by=r.created_by,
+        created_at=parse_time(r.created_at),
+        updated_at=parse_time(r.updated_at),
+        finished_at=_dt(r.finished_at),
+        error_message=r.error_message,
+        cancel_requested_at=_dt(r.cancel_requested_at),
+        lease_owner=r.lease_owner,
+        lease_expires_at=_dt(r.lease_expires_at),
+        worker_pid=r.worker_pid,
+        parent_run_id=r.parent_run_id,
+        rollback_run_id=r.rollback_run_id,
+    )
+
+
+def _member_values(m: RunInstanceRecord) -> dict[str, Any]:
+    return {
+        "run_id": m.run_id,
+        "instance_id": m.instance_id,
+        "position": m.position,
+        "batch": m.batch,
+        "status": m.status.value,
+        "phase": m.phase,
+        "previous_version": m.previous_version,
+        "current_version": m.current_version,
+        "target_version": m.target_version,
+        "attempts": m.attempts,
+        "started_at": _t(m.started_at),
+        "completed_at": _t(m.completed_at),
+        "error_message": m.error_message,
+    }
+
+
+def _member(r: Any) -> RunInstanceRecord:
+    return RunInstanceRecord(
+        run_id=r.run_id,
+        instance_id=r.instance_id,
+        position=r.position,
+        batch=r.batch,
+        status=Status(r.status),
+        target_version=r.target_version,
+        phase=r.phase,
+        previous_version=r.previous_version,
+        current_version=r.current_version,
+        attempts=r.attempts,
+        started_at=_dt(r.started_at),
+        completed_at=_dt(r.completed_at),
+        error_message=r.error_message,
+    )

@@ -1,0 +1,1144 @@
+#!/usr/bin/python
+# Copyright: floy contributors
+# Apache License 2.0 (see the repository's pyproject.toml)
+"""floy_release: install, switch, restart and health-check one release of one instance."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: floy_release
+short_description: Release one version of a service instance in a single module execution
+description:
+  - Does the whole per-instance release of floy in one module run, because every
+    Ansible task costs a round trip and a forked process per host.
+  - Fetches an HTTPS package with certificate verification (and an optional
+    sha256 check), unpacks it into a temporary directory inside C(releases/),
+    renames it to C(releases/<version>), switches the C(current) symlink
+    atomically, runs the restart command and checks health over HTTP.
+  - When the health check fails, switches C(current) back to the previous
+    release and restarts it, so the previous version serves again.
+  - If C(releases/<version>) is already installed and complete, only switches
+    and restarts (the rollback fast path).
+  - Host layout, under I(instance_dir) -
+    C(releases/<version>/), C(current -> releases/<version>), C(shared/),
+    C(.floy/state.json) and C(.floy/releases/<version>.json) (the record that
+    a release directory is complete).
+  - Only the Python standard library is needed on the target.
+version_added: "0.1.0"
+author: floy contributors
+options:
+  instance_dir:
+    description: Directory of the instance, C(<floy_root>/<service>/<instance_id>).
+    type: path
+    required: true
+  service:
+    description: Service name. Letters, digits, C(.), C(_), C(+), C(-); at most 128 characters.
+    type: str
+    required: true
+  instance_id:
+    description: Instance ID, same pattern as I(service).
+    type: str
+    required: true
+  version:
+    description: Version to release, same pattern as I(service). Never contains C(..).
+    type: str
+    required: true
+  deploy_id:
+    description: ID of the floy run, recorded in C(state.json).
+    type: str
+    default: ""
+  package_url:
+    description:
+      - HTTPS URL of the C(.tar.gz) package. Other schemes are refused, redirects too.
+      - May be empty when the version is already installed on the host, or when
+        a record of an earlier install of the version names its URL.
+    type: str
+    default: ""
+  package_sha256:
+    description: Expected hex sha256 of the package. Empty means not checked.
+    type: str
+    default: ""
+  ca_bundle:
+    description: CA bundle (PEM) to verify the package server. Empty means the system trust store.
+    type: path
+    default: ""
+  headers:
+    description: Extra HTTP headers for the download (e.g. an authorization token).
+    type: dict
+    default: {}
+  timeout:
+    description: Overall deadline in seconds for download, unpack, restart and health check.
+    type: int
+    default: 300
+  restart_command:
+    description:
+      - Shell command run with C(/bin/sh -c) in the new release directory, in its
+        own session, output appended to C(shared/floy-restart.log).
+      - Its environment has C(FLOY_SERVICE), C(FLOY_INSTANCE_ID), C(FLOY_VERSION),
+        C(FLOY_PORT), C(FLOY_INSTANCE_DIR), C(FLOY_RELEASE_DIR), C(FLOY_SHARED_DIR)
+        and C(FLOY_PYTHON).
+      - If the deadline passes while it runs, its whole process group is killed.
+    type: str
+    default: ""
+  port:
+    description: Port of the instance. 0 disables the health check.
+    type: int
+    default: 0
+  health_path:
+    description: HTTP path of the health check. Empty disables it.
+    type: str
+    default: /health
+  health_host:
+    description: Host the health check connects to.
+    type: str
+    default: 127.0.0.1
+  health_timeout:
+    description: Seconds to wait for a healthy answer, still bounded by I(timeout).
+    type: int
+    default: 30
+  health_expect:
+    description: Substring the health response body must contain (e.g. the version).
+    type: str
+    default: ""
+  keep_releases:
+    description: Number of releases to keep; the current and previous ones are always kept.
+    type: int
+    default: 5
+  reuse_release:
+    description: Reuse a complete C(releases/<version>) instead of downloading again.
+    type: bool
+    default: true
+  force:
+    description: Download and reinstall even if the version is installed and current.
+    type: bool
+    default: false
+notes:
+  - Check mode reports whether a release would happen without touching the host.
+  - Concurrent runs on one instance are refused (a lock file in C(.floy/)).
+"""
+
+EXAMPLES = r"""
+- name: Release 2.0.0 of hello on instance hello-1
+  floy_release:
+    instance_dir: /opt/floy/hello/hello-1
+    service: hello
+    instance_id: hello-1
+    version: 2.0.0
+    package_url: https://packages.example.com/hello-2.0.0.tar.gz
+    package_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    restart_command: bin/restart
+    port: 8080
+    health_expect: '"version": "2.0.0"'
+
+- name: Roll back to 1.0.0 (installed already, so no download)
+  floy_release:
+    instance_dir: /opt/floy/hello/hello-1
+    service: hello
+    instance_id: hello-1
+    version: 1.0.0
+    restart_command: bin/restart
+    port: 8080
+"""
+
+RETURN = r"""
+version:
+  description: The version asked for.
+  returned: always
+  type: str
+current_version:
+  description: The version C(current) points at when the module ends, empty if none.
+  returned: always
+  type: str
+previous_version:
+  description: The version C(current) pointed at before a successful switch (else as recorded).
+  returned: always
+  type: str
+phase:
+  description: >-
+    Last phase reached - validate, fetch, unpack, switch, restart, health,
+    switch_back, prune or done.
+  returned: always
+  type: str
+downloaded:
+  description: Whether the package was downloaded in this run.
+  returned: always
+  type: bool
+sha256:
+  description: sha256 of the package (downloaded, or recorded for a reused release).
+  returned: always
+  type: str
+release_dir:
+  description: Path of C(releases/<version>).
+  returned: always
+  type: str
+retryable:
+  description: >-
+    True for transient faults (connection errors, HTTP 5xx, restart or health
+    check failure, a busy instance); false for HTTP 4xx, sha256 mismatch, bad
+    archive, bad input and timeouts.
+  returned: always
+  type: bool
+msg:
+  description: What happened. A deadline failure reads C(timed out after N s) then optional detail.
+  returned: always
+  type: str
+timings:
+  description: Seconds spent per phase.
+  returned: always
+  type: dict
+"""
+
+# Ansible modules put the documentation first; the imports follow (hence E402).
+# Stdlib only, and Python 3.8 compatible: this runs on the target's interpreter.
+import contextlib  # noqa: E402
+import datetime  # noqa: E402
+import errno  # noqa: E402
+import fcntl  # noqa: E402
+import hashlib  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import ssl  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.parse  # noqa: E402
+import urllib.request  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+TMP_PREFIX = ".floy-"
+CHUNK = 1 << 16
+HEALTH_POLL = 0.5
+HEALTH_FAST_POLL = 0.1
+KILL_GRACE = 3.0
+# After a failed release the previous one is restarted even though the deadline
+# has passed: getting the old version serving again matters more.
+RECOVERY_BUDGET = 30.0
+
+
+class ReleaseError(Exception):
+    """A failed release, with whether retrying could help."""
+
+    def __init__(self, msg, retryable=False):
+        super().__init__(msg)
+        self.msg = msg
+        self.retryable = retryable
+
+
+class DeadlineExceeded(ReleaseError):
+    """The overall deadline passed; ``detail`` goes in parentheses after the fixed text."""
+
+    def __init__(self, timeout, detail=""):
+        msg = "timed out after %d s" % timeout
+        if detail:
+            msg += " (%s)" % detail
+        super().__init__(msg, retryable=False)
+        self.detail = detail
+
+
+def utc_now():
+    """RFC 3339 UTC timestamp with a Z suffix."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def safe_url(url):
+    """The URL without user info or query string, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = "%s:%d" % (host, parts.port)
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def write_json_atomic(path, data):
+    """Write JSON to ``path`` through a temp file, fsync and rename."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def fsync_dir(directory):
+    """Make a rename in ``directory`` durable."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_json(path):
+    """Parsed JSON object at ``path``, or None if missing or unreadable."""
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def remove_path(path):
+    """Remove a file, symlink or directory tree; ignore a missing path."""
+    if not path:
+        return
+    if os.path.islink(path) or os.path.isfile(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def exchange_paths(a, b):
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError, ImportError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if rc != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EINVAL, errno.ENOSYS, errno.EPERM):
+            return False
+        raise OSError(err, os.strerror(err), a)
+    return True
+
+
+def check_member(member, dest):
+    """Refuse tar members that would escape ``dest`` or are not plain files/dirs/links."""
+    name = member.name
+    if name.startswith("/") or os.path.isabs(name):
+        raise ReleaseError("bad archive: absolute path %r" % name)
+    target = os.path.realpath(os.path.join(dest, name))
+    if target != dest and not target.startswith(dest + os.sep):
+        raise ReleaseError("bad archive: %r would be outside the release directory" % name)
+    if member.issym() or member.islnk():
+        link = member.linkname
+        if os.path.isabs(link):
+            raise ReleaseError("bad archive: link %r points to absolute path %r" % (name, link))
+        base = os.path.dirname(target) if member.issym() else dest
+        link_target = os.path.realpath(os.path.join(base, link))
+        if link_target != dest and not link_target.startswith(dest + os.sep):
+            raise ReleaseError("bad archive: link %r points outside the release" % name)
+    elif not (member.isfile() or member.isdir()):
+        raise ReleaseError("bad archive: %r is not a regular file, directory or link" % name)
+
+
+class NoRedirectToOtherSchemes(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to HTTPS URLs."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urllib.parse.urlsplit(newurl).scheme != "https":
+            raise ReleaseError(
+                "download failed: refusing redirect from %s to non-HTTPS %s"
+                % (safe_url(req.full_url), safe_url(newurl))
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+class Release:
+    """One release of one instance; ``run`` returns the result dict or raises ReleaseError."""
+
+    def __init__(self, module):
+        self.module = module
+        p = module.params
+        self.p = p
+        self.started = time.monotonic()
+        self.deadline = self.started + p["timeout"]
+        self.instance_dir = os.path.abspath(p["instance_dir"])
+        self.releases_dir = os.path.join(self.instance_dir, "releases")
+        self.shared_dir = os.path.join(self.instance_dir, "shared")
+        self.meta_dir = os.path.join(self.instance_dir, ".floy")
+        self.records_dir = os.path.join(self.meta_dir, "releases")
+        self.current_link = os.path.join(self.instance_dir, "current")
+        self.state_path = os.path.join(self.meta_dir, "state.json")
+        self.version = p["version"]
+        self.release_dir = os.path.join(self.releases_dir, self.version)
+        self.record_path = os.path.join(self.records_dir, self.version + ".json")
+        self.phase = "validate"
+        self.phase_started = self.started
+        self.timings = {}
+        self.changed = False
+        self.downloaded = False
+        self.sha256 = ""
+        self.current_version = ""
+        self.previous_version = ""
+        self.temp_paths = []
+        self.lock_fd = None
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def enter(self, phase):
+        now = time.monotonic()
+        self.timings[self.phase] = round(
+            self.timings.get(self.phase, 0.0) + now - self.phase_started, 3
+        )
+        self.phase = phase
+        self.phase_started = now
+
+    def remaining(self):
+        return self.deadline - time.monotonic()
+
+    def check_deadline(self, detail):
+        if self.remaining() <= 0:
+            raise DeadlineExceeded(self.p["timeout"], detail)
+
+    def result(self, msg, retryable=False):
+        self.enter(self.phase)
+        return dict(
+            changed=self.changed,
+            version=self.version,
+            current_version=self.read_current()[1],
+            previous_version=self.previous_version,
+            phase=self.phase,
+            downloaded=self.downloaded,
+            sha256=self.sha256,
+            release_dir=self.release_dir,
+            retryable=retryable,
+            msg=msg,
+            timings=self.timings,
+        )
+
+    def cleanup_temp(self):
+        for path in self.temp_paths:
+            remove_path(path)
+        self.temp_paths = []
+
+    # -- host state ------------------------------------------------------------------
+
+    def read_current(self):
+        """(raw link target or None, version it names or "")."""
+        try:
+            target = os.readlink(self.current_link)
+        except OSError:
+            return None, ""
+        parts = target.rstrip("/").split("/")
+        if (
+            len(parts) == 2
+            and parts[0] == "releases"
+            and NAME_RE.match(parts[1])
+            and os.path.isdir(os.path.join(self.releases_dir, parts[1]))
+        ):
+            return target, parts[1]
+        return target, ""
+
+    def record_for(self, version):
+        return read_json(os.path.join(self.records_dir, version + ".json"))
+
+    def is_complete(self, version):
+        record = self.record_for(version)
+        path = os.path.join(self.releases_dir, version)
+        return bool(record) and os.path.isdir(path) and not os.path.islink(path)
+
+    def switch_to(self, link_target):
+        """Point ``current`` at ``link_target`` atomically (None removes it)."""
+        if link_target is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.current_link)
+            return
+        if os.path.isdir(self.current_link) and not os.path.islink(self.current_link):
+            raise ReleaseError("%s is a directory, not a symlink" % self.current_link)
+        tmp = os.path.join(self.instance_dir, "%scurrent-%d" % (TMP_PREFIX, os.getpid()))
+        remove_path(tmp)
+        os.symlink(link_target, tmp)
+        try:
+            os.replace(tmp, self.current_link)
+        except OSError:
+            remove_path(tmp)
+            raise
+        fsync_dir(self.instance_dir)
+
+    # -- phases ----------------------------------------------------------------------
+
+    def validate(self):
+        p = self.p
+        for field in ("service", "instance_id", "version"):
+            value = p[field]
+            if not NAME_RE.match(value) or ".." in value:
+                raise ReleaseError(
+                    "invalid %s %r: must match %s and must not contain '..'"
+                    % (field, value, NAME_RE.pattern)
+                )
+        if p["timeout"] <= 0:
+            raise ReleaseError("invalid timeout %d: must be positive" % p["timeout"])
+        if p["health_timeout"] < 0:
+            raise ReleaseError("invalid health_timeout %d" % p["health_timeout"])
+        if not 0 <= p["port"] <= 65535:
+            raise ReleaseError("invalid port %d" % p["port"])
+        if p["keep_releases"] < 1:
+            raise ReleaseError("invalid keep_releases %d: must be at least 1" % p["keep_releases"])
+        if p["package_url"]:
+            self.check_url(p["package_url"])
+        sha = p["package_sha256"].strip().lower()
+        if sha and not SHA256_RE.match(sha):
+            raise ReleaseError("invalid package_sha256: expected 64 hex digits")
+        p["package_sha256"] = sha
+        if p["health_path"] and not p["health_path"].startswith("/"):
+            raise ReleaseError("invalid health_path %r: must start with '/'" % p["health_path"])
+        if p["ca_bundle"] and not os.path.isfile(p["ca_bundle"]):
+            raise ReleaseError("ca_bundle %s does not exist" % p["ca_bundle"])
+
+    @staticmethod
+    def check_url(url):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ReleaseError("invalid package_url %s: only https:// URLs are allowed" % url)
+
+    def prepare_dirs(self):
+        """Create the layout, take the instance lock, clear leftovers of killed runs."""
+        if self.module.check_mode:
+            return
+        try:
+            self._prepare_dirs()
+        except OSError as exc:
+            raise ReleaseError("cannot prepare %s: %s" % (self.instance_dir, exc)) from None
+
+    def _prepare_dirs(self):
+        for path in (
+            self.instance_dir,
+            self.releases_dir,
+            self.shared_dir,
+            self.meta_dir,
+            self.records_dir,
+        ):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        self.lock_fd = os.open(os.path.join(self.meta_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ReleaseError(
+                "another floy release is running on %s" % self.instance_dir, retryable=True
+            ) from None
+        # Under the lock, anything with the temp prefix is left over from a killed run.
+        for directory in (self.releases_dir, self.instance_dir, self.records_dir, self.meta_dir):
+            for name in os.listdir(directory):
+                if name.startswith(TMP_PREFIX):
+                    remove_path(os.path.join(directory, name))
+
+    def fetch(self, url, expected_sha):
+        """Download ``url`` to a temp file in releases/; return (path, sha256)."""
+        self.check_url(url)
+        context = ssl.create_default_context(cafile=self.p["ca_bundle"] or None)
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=context), NoRedirectToOtherSchemes()
+        )
+        headers = {"User-Agent": "floy_release/0.1"}
+        headers.update({str(k): str(v) for k, v in (self.p["headers"] or {}).items()})
+        request = urllib.request.Request(url, headers=headers)
+        fd, tmp = tempfile.mkstemp(
+            prefix=TMP_PREFIX + "pkg-", suffix=".tar.gz", dir=self.releases_dir
+        )
+        self.temp_paths.append(tmp)
+        where = safe_url(url)
+        digest = hashlib.sha256()
+        received = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                self.check_deadline("downloading %s" % where)
+                with opener.open(request, timeout=max(0.1, self.remaining())) as response:
+                    length = response.headers.get("Content-Length")
+                    expected_len = int(length) if length and length.isdigit() else None
+                    while True:
+                        self.check_deadline("downloading %s" % where)
+                        sock_timeout = max(0.1, self.remaining())
+                        with contextlib.suppress(AttributeError, OSError):
+                            response.fp.raw._sock.settimeout(sock_timeout)
+                        chunk = response.read(CHUNK)
+                        if not chunk:
+                            break
+                        received += len(chunk)
+                        digest.update(chunk)
+                        out.write(chunk)
+                if expected_len is not None and received != expected_len:
+                    raise ReleaseError(
+                        "download failed: connection closed after %d of %d bytes from %s"
+                        % (received, expected_len, where),
+                        retryable=True,
+                    )
+                out.flush()
+                os.fsync(out.fileno())
+        except ReleaseError:
+            raise
+        except urllib.error.HTTPError as exc:
+            raise ReleaseError(
+                "download failed: HTTP %d %s for %s" % (exc.code, exc.reason, where),
+                retryable=exc.code >= 500 or exc.code in (408, 429),
+            ) from None
+        except (TimeoutError, socket.timeout) as exc:
+            if self.remaining() <= 0:
+                raise DeadlineExceeded(self.p["timeout"], "downloading %s" % where) from None
+            raise ReleaseError("download failed: %s for %s" % (exc, where), True) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise ReleaseError(
+                    "download failed: TLS certificate verification failed for %s: %s"
+                    % (where, reason.verify_message or reason)
+                ) from None
+            if isinstance(reason, (TimeoutError, socket.timeout)) and self.remaining() <= 0:
+                raise DeadlineExceeded(self.p["timeout"], "downloading %s" % where) from None
+            raise ReleaseError("download failed: %s for %s" % (reason, where), True) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ReleaseError(
+                "download failed: TLS certificate verification failed for %s: %s"
+                % (where, exc.verify_message or exc)
+            ) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise ReleaseError(
+                    "download failed: cannot write %s: %s" % (tmp, exc.strerror)
+                ) from None
+            raise ReleaseError("download failed: %s for %s" % (exc, where), True) from None
+        except (http.client.HTTPException, ValueError) as exc:
+            raise ReleaseError(
+                "download failed: %s: %s for %s" % (type(exc).__name__, exc, where), True
+            ) from None
+        sha = digest.hexdigest()
+        self.downloaded = True
+        self.sha256 = sha
+        if expected_sha and sha != expected_sha:
+            raise ReleaseError("sha256 mismatch: expected %s, got %s" % (expected_sha, sha))
+        return tmp, sha
+
+    def unpack(self, archive):
+        """Unpack ``archive`` into a new temp dir in releases/ and return its path."""
+        dest = os.path.realpath(
+            tempfile.mkdtemp(prefix=TMP_PREFIX + "unpack-", dir=self.releases_dir)
+        )
+        self.temp_paths.append(dest)
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                members = []
+                for member in tar:
+                    self.check_deadline("unpacking")
+                    check_member(member, dest)
+                    members.append(member)
+                if not members:
+                    raise ReleaseError("bad archive: the package is empty")
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(dest, members=members, filter="data")
+                else:  # Python without PEP 706: check_member did the same checks
+                    for member in members:
+                        member.mode = (member.mode or 0o644) & 0o755
+                    tar.extractall(dest, members=members)
+        except ReleaseError:
+            raise
+        except (tarfile.TarError, EOFError, ValueError, UnicodeError) as exc:
+            raise ReleaseError("bad archive: %s" % (exc or type(exc).__name__)) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ReleaseError("unpack failed: no space left on device") from None
+            raise ReleaseError("unpack failed: %s" % exc) from None
+        os.chmod(dest, 0o755)
+        return dest
+
+    def install(self, unpacked, sha, url):
+        """Move ``unpacked`` to releases/<version>, record it; return undo information."""
+        undo = {
+            "created": True,
+            "displaced": None,
+            "old_record": self.record_for(self.version),
+            "exchanged": False,
+        }
+        is_current = self.read_current()[1] == self.version
+        if os.path.lexists(self.release_dir):
+            # Reinstalling the live version: swap both trees in one syscall so
+            # `current` never dangles, and keep the old tree until success.
+            if (
+                is_current
+                and self.is_complete(self.version)
+                and exchange_paths(unpacked, self.release_dir)
+            ):
+                undo["displaced"] = unpacked
+                undo["exchanged"] = True
+                self.write_record_or_undo(sha, url, undo)
+                return undo
+            displaced = os.path.join(
+                self.releases_dir, "%sold-%s-%d" % (TMP_PREFIX, self.version, os.getpid())
+            )
+            os.rename(self.release_dir, displaced)
+            if undo["old_record"]:
+                # A complete release (force or a different sha256): keep it until success.
+                undo["displaced"] = displaced
+            else:
+                remove_path(displaced)
+        try:
+            os.rename(unpacked, self.release_dir)
+        except OSError:
+            if undo["displaced"]:
+                os.rename(undo["displaced"], self.release_dir)
+            raise
+        self.temp_paths.remove(unpacked)
+        if undo["displaced"]:
+            self.temp_paths.append(undo["displaced"])
+        fsync_dir(self.releases_dir)
+        self.write_record_or_undo(sha, url, undo)
+        return undo
+
+    def write_record_or_undo(self, sha, url, undo):
+        try:
+            self.write_record(sha, url)
+        except OSError:
+            self.undo_install(undo)
+            raise
+
+    def write_record(self, sha, url):
+        write_json_atomic(
+            self.record_path,
+            {
+                "version": self.version,
+                "package_url": url,
+                "sha256": sha,
+                "installed_at": utc_now(),
+            },
+        )
+
+    def undo_install(self, undo):
+        """Remove the release this run installed; put back what it displaced."""
+        if undo is None or not undo["created"]:
+            return
+        if undo["exchanged"]:
+            with contextlib.suppress(OSError):
+                exchange_paths(undo["displaced"], self.release_dir)
+        else:
+            remove_path(self.release_dir)
+            if undo["displaced"]:
+                with contextlib.suppress(OSError):
+                    os.rename(undo["displaced"], self.release_dir)
+        if undo["old_record"] and undo["displaced"]:
+            with contextlib.suppress(OSError):
+                write_json_atomic(self.record_path, undo["old_record"])
+        else:
+            remove_path(self.record_path)
+
+    def restart(self, version, deadline, detail_on_timeout):
+        """Run the restart command in releases/<version>; raise on failure or deadline."""
+        command = self.p["restart_command"]
+        if not command:
+            return
+        release_dir = os.path.join(self.releases_dir, version)
+        env = dict(os.environ)
+        env.update(
+            {
+                "FLOY_SERVICE": self.p["service"],
+                "FLOY_INSTANCE_ID": self.p["instance_id"],
+                "FLOY_VERSION": version,
+                "FLOY_PORT": str(self.p["port"]),
+                "FLOY_INSTANCE_DIR": self.instance_dir,
+                "FLOY_RELEASE_DIR": release_dir,
+                "FLOY_SHARED_DIR": self.shared_dir,
+                "FLOY_PYTHON": sys.executable,
+            }
+        )
+        log_path = os.path.join(self.shared_dir, "floy-restart.log")
+        with open(log_path, "ab") as log:
+            log.write(
+                ("--- %s floy restart of %s in %s\n" % (utc_now(), version, release_dir)).encode()
+            )
+            log.flush()
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                cwd=release_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        try:
+            rc = proc.wait(timeout=max(0.01, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            raise DeadlineExceeded(self.p["timeout"], detail_on_timeout) from None
+        if rc != 0:
+            raise ReleaseError(
+                "restart command failed with exit status %d for %s (see %s)%s"
+                % (rc, version, log_path, log_tail(log_path)),
+                retryable=True,
+            )
+
+    def health(self, deadline, expect):
+        """Poll the health URL until healthy; return None or the last problem seen."""
+        p = self.p
+        if not p["health_path"] or not p["port"]:
+            return None
+        host = p["health_host"]
+        if ":" in host and not host.startswith("["):
+            host = "[%s]" % host
+        url = "http://%s:%d%s" % (host, p["port"], p["health_path"])
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        problem = "no answer"
+        started = time.monotonic()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return problem
+            try:
+                with opener.open(url, timeout=max(0.1, min(5.0, left))) as response:
+                    body = response.read(1 << 20).decode("utf-8", "replace")
+                    if expect and expect not in body:
+                        problem = "%s answered %d without %r: %s" % (
+                            url,
+                            response.status,
+                            expect,
+                            body[:200].strip(),
+                        )
+                    else:
+                        return None
+            except urllib.error.HTTPError as exc:
+                problem = "%s answered HTTP %d %s" % (url, exc.code, exc.reason)
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                reason = getattr(exc, "reason", exc)
+                problem = "%s: %s" % (url, reason)
+            # Poll faster during the first second: most apps come up within it.
+            interval = HEALTH_FAST_POLL if time.monotonic() - started < 1.0 else HEALTH_POLL
+            time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+
+    def health_deadline(self):
+        return min(self.deadline, time.monotonic() + self.p["health_timeout"])
+
+    def recover(self, old_target, old_version, undo, why):
+        """Switch back to the release that was current, restart it, undo the install."""
+        self.enter("switch_back")
+        notes = []
+        try:
+            self.switch_to(old_target)
+        except (OSError, ReleaseError) as exc:
+            return "%s; switching back to %s failed: %s" % (why, old_version or "nothing", exc)
+        if undo is not None and undo["exchanged"]:
+            self.undo_install(undo)
+            undo = None
+        if old_version:
+            recovery_deadline = time.monotonic() + RECOVERY_BUDGET
+            try:
+                self.restart(old_version, recovery_deadline, "restart of %s" % old_version)
+                problem = self.health(recovery_deadline, "")
+                if problem:
+                    notes.append("%s is not healthy either: %s" % (old_version, problem))
+            except ReleaseError as exc:
+                notes.append("restarting %s failed: %s" % (old_version, exc.msg))
+            msg = "%s; switched back to %s" % (why, old_version)
+        elif old_target is None:
+            msg = "%s; no previous release to switch back to" % why
+        else:
+            msg = "%s; switched back to %s" % (why, old_target)
+        self.undo_install(undo)
+        if notes:
+            msg += " (%s)" % "; ".join(notes)
+        return msg
+
+    def prune(self, keep_versions):
+        """Remove old releases beyond keep_releases; return the versions removed."""
+        entries = []
+        for name in os.listdir(self.releases_dir):
+            path = os.path.join(self.releases_dir, name)
+            if name.startswith(TMP_PREFIX) or not NAME_RE.match(name) or os.path.islink(path):
+                continue
+            if not os.path.isdir(path) or name in keep_versions:
+                continue
+            record = self.record_for(name)
+            entries.append(((record or {}).get("installed_at", ""), name, bool(record)))
+        entries.sort(reverse=True)
+        budget = max(0, self.p["keep_releases"] - len(keep_versions))
+        removed = []
+        for _installed_at, name, complete in entries:
+            if complete and budget > 0:
+                budget -= 1
+                continue
+            remove_path(os.path.join(self.releases_dir, name))
+            remove_path(os.path.join(self.records_dir, name + ".json"))
+            removed.append(name)
+        return removed
+
+    # -- the whole release -----------------------------------------------------------
+
+    def run(self):
+        p = self.p
+        self.validate()
+        self.prepare_dirs()
+        state = read_json(self.state_path) or {}
+        old_target, old_version = self.read_current()
+        self.current_version = old_version
+        self.previous_version = state.get("previous_version", "") or ""
+        expected_sha = p["package_sha256"]
+        record = self.record_for(self.version)
+        complete = self.is_complete(self.version)
+        sha_ok = not expected_sha or (record or {}).get("sha256") == expected_sha
+        reuse = complete and sha_ok and p["reuse_release"] and not p["force"]
+        if reuse:
+            self.sha256 = record.get("sha256", "")
+
+        if old_version == self.version and reuse:
+            return self.run_same_version(state)
+
+        if self.module.check_mode:
+            self.changed = True
+            return self.result(
+                "would release %s (current: %s)" % (self.version, old_version or "none")
+            )
+
+        undo = None
+        if not reuse:
+            url = p["package_url"] or (record or {}).get("package_url", "")
+            if not url:
+                raise ReleaseError(
+                    "release %s is not installed on this instance and no package_url was given"
+                    % self.version
+                )
+            self.enter("fetch")
+            archive, sha = self.fetch(
+                url,
+                expected_sha or ((record or {}).get("sha256", "") if not p["package_url"] else ""),
+            )
+            self.enter("unpack")
+            unpacked = self.unpack(archive)
+            remove_path(archive)
+            self.temp_paths.remove(archive)
+            try:
+                undo = self.install(unpacked, sha, url)
+            except OSError as exc:
+                raise ReleaseError("install failed: %s" % exc) from None
+            self.changed = True
+
+        self.enter("switch")
+        new_target = "releases/" + self.version
+        try:
+            if old_version != self.version:
+                self.switch_to(new_target)
+                self.changed = True
+        except (OSError, ReleaseError) as exc:
+            self.undo_install(undo)
+            raise ReleaseError("switch failed: %s" % getattr(exc, "msg", exc)) from None
+
+        why = None
+        retryable = True
+        timeout = None
+        try:
+            self.enter("restart")
+            self.changed = True
+            self.restart(
+                self.version, self.deadline, "restart command of %s still running" % self.version
+            )
+            self.enter("health")
+            problem = self.health(self.health_deadline(), p["health_expect"])
+            if problem:
+                if self.remaining() <= 0:
+                    timeout = DeadlineExceeded(p["timeout"], "health check: %s" % problem)
+                else:
+                    why = "health check failed: %s" % problem
+        except DeadlineExceeded as exc:
+            timeout = exc
+        except ReleaseError as exc:
+            why, retryable = exc.msg, exc.retryable
+        if timeout is not None or why is not None:
+            back = old_target if old_version != self.version else new_target
+            back_version = old_version
+            if timeout is not None:
+                msg = self.recover(back, back_version, undo, "").lstrip("; ")
+                detail = timeout.detail + ("; " + msg if msg else "")
+                raise DeadlineExceeded(p["timeout"], detail)
+            raise ReleaseError(self.recover(back, back_version, undo, why), retryable)
+
+        if old_version != self.version:
+            self.previous_version = old_version
+        write_json_atomic(
+            self.state_path,
+            {
+                "version": self.version,
+                "previous_version": self.previous_version,
+                "deploy_id": p["deploy_id"],
+                "package_url": p["package_url"]
+                or (self.record_for(self.version) or {}).get("package_url", ""),
+                "sha256": self.sha256,
+                "updated_at": utc_now(),
+            },
+        )
+        if undo is not None and undo["displaced"]:
+            remove_path(undo["displaced"])
+        self.enter("prune")
+        removed = self.prune({self.version, self.previous_version} - {""})
+        self.enter("done")
+        msg = "released %s" % self.version
+        if old_version and old_version != self.version:
+            msg += " (was %s)" % old_version
+        if removed:
+            msg += "; pruned %s" % ", ".join(sorted(removed))
+        return self.result(msg)
+
+    def run_same_version(self, state):
+        """``current`` already is this complete version: check health, restart if needed."""
+        p = self.p
+        self.enter("health")
+        problem = self.health(
+            time.monotonic() + min(2.0, max(0.1, self.remaining())), p["health_expect"]
+        )
+        if problem is None:
+            removed = []
+            if not self.module.check_mode:
+                self.enter("prune")
+                removed = self.prune({self.version, self.previous_version} - {""})
+                self.changed = bool(removed)
+            self.enter("done")
+            msg = "%s is already current and healthy" % self.version
+            if removed:
+                msg += "; pruned %s" % ", ".join(sorted(removed))
+            return self.result(msg)
+        if self.module.check_mode:
+            self.changed = True
+            return self.result("would restart %s: %s" % (self.version, problem))
+        self.changed = True
+        self.enter("restart")
+        self.restart(
+            self.version, self.deadline, "restart command of %s still running" % self.version
+        )
+        self.enter("health")
+        problem = self.health(self.health_deadline(), p["health_expect"])
+        if problem:
+            if self.remaining() <= 0:
+                raise DeadlineExceeded(p["timeout"], "health check: %s" % problem)
+            raise ReleaseError(
+                "health check failed after restart of %s: %s" % (self.version, problem),
+                retryable=True,
+            )
+        if state.get("version") != self.version or state.get("deploy_id") != p["deploy_id"]:
+            state.update(
+                {
+                    "version": self.version,
+                    "deploy_id": p["deploy_id"],
+                    "sha256": self.sha256,
+                    "updated_at": utc_now(),
+                }
+            )
+            state.setdefault("previous_version", self.previous_version)
+            state.setdefault("package_url", p["package_url"])
+            write_json_atomic(self.state_path, state)
+        self.enter("done")
+        return self.result("restarted %s, healthy again" % self.version)
+
+
+def kill_group(proc):
+    """SIGTERM, then SIGKILL, the process group of ``proc`` and reap it."""
+    for sig, grace in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, KILL_GRACE)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            proc.poll()
+            if not group_alive(proc.pid):
+                break
+            time.sleep(0.05)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=1)
+
+
+def group_alive(pgid):
+    """Whether any non-zombie process is left in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as fh:
+                fields = fh.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # fields: state ppid pgrp ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def log_tail(path, lines=5):
+    """The last lines of a log file, formatted to follow a message."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return (": " + " | ".join(tail)) if tail else ""
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            instance_dir=dict(type="path", required=True),
+            service=dict(type="str", required=True),
+            instance_id=dict(type="str", required=True),
+            version=dict(type="str", required=True),
+            deploy_id=dict(type="str", default=""),
+            package_url=dict(type="str", default=""),
+            package_sha256=dict(type="str", default=""),
+            ca_bundle=dict(type="path", default=""),
+            headers=dict(type="dict", default={}, no_log=True),
+            timeout=dict(type="int", default=300),
+            restart_command=dict(type="str", default=""),
+            port=dict(type="int", default=0),
+            health_path=dict(type="str", default="/health"),
+            health_host=dict(type="str", default="127.0.0.1"),
+            health_timeout=dict(type="int", default=30),
+            health_expect=dict(type="str", default=""),
+            keep_releases=dict(type="int", default=5),
+            reuse_release=dict(type="bool", default=True),
+            force=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    release = Release(module)
+    try:
+        result = release.run()
+    except ReleaseError as exc:
+        release.cleanup_temp()
+        module.fail_json(**release.result(exc.msg, exc.retryable))
+    except Exception as exc:  # an unexpected bug still reports the common fields
+        release.cleanup_temp()
+        module.fail_json(
+            **release.result(
+                "internal error in floy_release during %s: %s: %s"
+                % (release.phase, type(exc).__name__, exc),
+                False,
+            )
+        )
+    release.cleanup_temp()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

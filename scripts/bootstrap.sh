@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create or update the virtual environment from pyproject.toml, and install the system
+# packages the tests need when running as root (Debian). Idempotent.
+set -euo pipefail
+python=${1:-python3}
+venv=${2:-.venv}
+
+need_apt=()
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing ${need_apt[*]} with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    echo "bootstrap: please install: ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "bootstrap: creating $venv"
+  "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --upgrade pip
+echo "bootstrap: installing floy and its test dependencies into $venv"
+"$venv/bin/python" -m pip install -q -e '.[test]'

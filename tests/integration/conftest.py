@@ -1,0 +1,130 @@
+"""A floy installation in a temporary directory, over the session's real package server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.executor import InlineExecutor, ProcessExecutor
+from orchestrator.models import DeployParams, DeployStatus, InstanceSpec
+from orchestrator.service import FloyDeployService, new_deploy_service
+from orchestrator.settings import REPO_ROOT, Settings, load_settings
+from orchestrator.store import Store
+from sample.packages import free_port, stop_apps
+
+SERVICE = "hello"
+
+
+@dataclass
+class FloyEnv:
+    """One floy installation: settings, store, service and the instances it registered."""
+
+    home: Path
+    root: Path
+    settings: Settings
+    store: Store
+    service: FloyDeployService
+    packages: dict[str, tuple[str, str]]
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def register(self, count: int, service: str = SERVICE, prefix: str = "") -> list[str]:
+        """Register ``count`` local instances with free ports; returns their IDs."""
+        ids = []
+        for n in range(1, count + 1):
+            instance_id = f"{prefix or service}-{n}"
+            port = free_port()
+            self.store.add_instances(
+                [InstanceSpec(instance_id, service, "127.0.0.1", port, {"zone": "test"})]
+            )
+            self.ports[instance_id] = port
+            ids.append(instance_id)
+        return ids
+
+    def deploy(self, package: str, instances: Sequence[str], deploy_id: str,
+               version: str | None = None, **extra: object) -> DeployStatus:
+        """Deploy a package by its fixture name and return the final status (inline)."""
+        url, sha = self.packages[package]
+        options = {"package_sha256": sha, **extra}
+        params = DeployParams(
+            service=SERVICE, version=version or package.split("-")[0],
+            instances=tuple(instances), package_url=str(options.pop("url", url)),
+            deploy_id=deploy_id, **options,  # type: ignore[arg-type]
+        )
+        self.service.execute_deployment(params)
+        return self.service.get_deployment_status(deploy_id)
+
+    def current(self, instance_id: str, service: str = SERVICE) -> str | None:
+        """The release ``current`` points at on disk, or None."""
+        link = self.root / service / instance_id / "current"
+        if not link.is_symlink():
+            return None
+        return Path(os.readlink(link)).name
+
+    def answers(self, instance_id: str) -> str | None:
+        """The version the instance's app answers with over HTTP, or None."""
+        try:
+            url = f"http://127.0.0.1:{self.ports[instance_id]}/health"
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                return str(json.loads(resp.read())["version"])
+        except OSError:
+            return None
+
+
+def write_inventory(directory: Path, root: Path) -> Path:
+    """Operator inventory for local instances under ``root`` (short waits for tests)."""
+    group_vars = directory / "group_vars"
+    group_vars.mkdir(parents=True)
+    (group_vars / "all.yml").write_text(yaml.safe_dump({
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "floy_root": str(root),
+        "floy_retry_delay": 0,
+    }))
+    hello = yaml.safe_load((REPO_ROOT / "inventories/local/group_vars/hello.yml").read_text())
+    hello["floy_health_timeout"] = 5
+    (group_vars / "hello.yml").write_text(yaml.safe_dump(hello))
+    return directory
+
+
+def make_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]],
+             inline: bool) -> FloyEnv:
+    home = tmp_path / "home"
+    root = tmp_path / "root"
+    root.mkdir()
+    inventory = write_inventory(tmp_path / "inventory", root)
+    settings = load_settings(home=home, inventory_dir=inventory, environ={
+        "FLOY_CA_BUNDLE": str(pki.ca_bundle),  # type: ignore[attr-defined]
+    })
+    store = Store.open(settings.db_url)
+    executor = InlineExecutor(settings, store) if inline else ProcessExecutor(settings)
+    service = new_deploy_service(logging.getLogger("test"), executor, store, settings)
+    return FloyEnv(home, root, settings, store, service, packages)
+
+
+@pytest.fixture
+def floy_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]]
+             ) -> Iterator[FloyEnv]:
+    """floy with the inline executor: execute_deployment returns when the run has ended."""
+    env = make_env(tmp_path, pki, packages, inline=True)
+    yield env
+    stop_apps(env.root)
+    env.store.close()
+
+
+@pytest.fixture
+def floy_async_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]]
+                   ) -> Iterator[FloyEnv]:
+    """floy with detached worker processes, as the CLI uses it."""
+    env = make_env(tmp_path, pki, packages, inline=False)
+    yield env
+    stop_apps(env.root)
+    env.store.close()

@@ -1,0 +1,113 @@
+"""The store over a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import ConfigError, ConflictError
+from orchestrator.events import InstanceUpdate
+from orchestrator.models import InstanceSpec, Status
+from orchestrator.store import RunInstanceRecord, RunRecord, Store
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(f"sqlite:///{tmp_path / 'data' / 'floy.db'}")
+    s.add_instances([InstanceSpec(f"i-{n}", "svc", "127.0.0.1", 9000 + n, {}) for n in range(3)])
+    return s
+
+
+def _run(run_id: str, ids: list[str]) -> tuple[RunRecord, list[RunInstanceRecord]]:
+    run = RunRecord(run_id, "deploy", "svc", "2.0", Status.PENDING, {"instances": ids}, "t",
+                    NOW, NOW)
+    members = [RunInstanceRecord(run_id, i, n, n + 1, Status.PENDING, "2.0")
+               for n, i in enumerate(ids)]
+    return run, members
+
+
+def test_files_are_owner_only_and_wal(tmp_path: Path, store: Store) -> None:
+    db = tmp_path / "data" / "floy.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_reopen_keeps_data_and_schema(tmp_path: Path, store: Store) -> None:
+    again = Store.open(f"sqlite:///{tmp_path / 'data' / 'floy.db'}")
+    assert again.counts()["instances"] == 3
+
+
+def test_busy_instance_is_a_conflict_and_nothing_is_stored(store: Store) -> None:
+    store.create_run(*_run("r1", ["i-0", "i-1"]))
+    before = store.counts()
+    with pytest.raises(ConflictError, match="i-1 is busy in run r1"):
+        store.create_run(*_run("r2", ["i-2", "i-1"]))
+    assert store.counts() == before
+    store.set_run_status("r1", Status.COMPLETED, finished=True)
+    store.create_run(*_run("r2", ["i-2", "i-1"]))
+
+
+def test_duplicate_registration_conflicts_unless_replaced(store: Store) -> None:
+    with pytest.raises(ConflictError):
+        store.add_instances([InstanceSpec("i-0", "svc", "127.0.0.2", 1, {})])
+    store.add_instances([InstanceSpec("i-0", "svc", "127.0.0.2", 1, {"a": "b"})], replace=True)
+    assert store.get_instances(["i-0"])["i-0"].host == "127.0.0.2"
+    with pytest.raises(ConflictError, match="belongs to service svc"):
+        store.add_instances([InstanceSpec("i-0", "other", "h", 1, {})], replace=True)
+
+
+def test_updates_move_versions_and_history(store: Store) -> None:
+    store.create_run(*_run("r1", ["i-0"]))
+    store.apply_updates("r1", [InstanceUpdate("i-0", status=Status.COMPLETED,
+                                              current_version="2.0", completed_at=NOW,
+                                              release={"version": "2.0", "package_url": "u",
+                                                       "sha256": ""})])
+    inst = store.get_instances(["i-0"])["i-0"]
+    assert inst.version == "2.0" and inst.last_heartbeat is not None
+    assert store.release_history("i-0")[0]["version"] == "2.0"
+    _run_record, members = store.get_run_with_members("r1")  # type: ignore[misc]
+    assert members[0].status is Status.COMPLETED and members[0].current_version == "2.0"
+
+
+def test_lease_is_exclusive_until_it_expires(store: Store) -> None:
+    store.create_run(*_run("r1", ["i-0"]))
+    assert store.acquire_lease("r1", "a", 30, 1)
+    assert not store.acquire_lease("r1", "b", 30, 2)
+    assert store.renew_lease("r1", "a", 30)
+    assert not store.renew_lease("r1", "b", 30)
+    assert store.acquire_lease("r1", "a", -1, 1)  # expire it
+    assert store.acquire_lease("r1", "b", 30, 2)
+
+
+def test_paging_and_version_filter(store: Store) -> None:
+    page, total = store.query_instances("svc", "", 2, 1)
+    assert total == 3 and [p.instance_id for p in page] == ["i-1", "i-2"]
+    assert store.query_instances("svc", "9.9", 10, 0) == ([], 0)
+
+
+def test_unwritable_directory_is_a_clear_config_error(tmp_path: Path) -> None:
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if Path(locked / "probe").parent.stat().st_uid == 0 and _is_root():
+            pytest.skip("root ignores directory permissions")
+        with pytest.raises(ConfigError, match="not writable"):
+            Store.open(f"sqlite:///{locked / 'floy.db'}")
+    finally:
+        locked.chmod(0o700)
+
+
+def _is_root() -> bool:
+    import os
+
+    return os.geteuid() == 0
