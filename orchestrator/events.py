@@ -145,9 +145,9 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
     release_task = _is_release_task(data)
     update: InstanceUpdate | None = None
 
-    if kind == "runner_on_start" and current is Status.PENDING:
+    if kind == "runner_on_start" and release_task and current is Status.PENDING:
         update = InstanceUpdate(
-            host, status=Status.IN_PROGRESS, started_at=at, phase="start", attempts=1
+            host, status=Status.IN_PROGRESS, started_at=at, phase="release", attempts=1
         )
     elif kind == "runner_retry" and release_task:
         attempts = int(res.get("attempts", state.attempts.get(host, 1))) + 1
@@ -163,7 +163,7 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
             host,
             status=Status.COMPLETED,
             phase="done",
-            attempts=int(res.get("attempts", state.attempts.get(host, 1))),
+            attempts=_attempts(state, host, res),
             current_version=version,
             previous_version=_optional_str(res.get("previous_version")),
             error_message="",
@@ -187,7 +187,7 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
             host,
             status=Status.FAILED,
             phase=str(res.get("phase") or data.get("task") or "failed"),
-            attempts=int(res["attempts"]) if "attempts" in res else None,
+            attempts=_attempts(state, host, res) if release_task else None,
             current_version=_optional_str(res.get("current_version")) if release_task else None,
             error_message=_message(res, "task failed"),
             completed_at=at,
@@ -202,6 +202,16 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
     if update.attempts is not None:
         tries[host] = update.attempts
     return replace(state, statuses=statuses, attempts=tries), [update]
+
+
+def _attempts(state: FoldState, host: str, res: Mapping[str, Any]) -> int:
+    """Attempts so far: ansible-core 2.19 under-reports ``attempts`` on the final failure
+    after exhausted retries, so the count of ``runner_retry`` events wins when larger."""
+    try:
+        reported = int(res.get("attempts", 0))
+    except (TypeError, ValueError):
+        reported = 0
+    return max(reported, state.attempts.get(host, 1))
 
 
 def _optional_str(value: object) -> str | None:

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.errors import ConflictError, ValidationError
 from orchestrator.models import DeployParams, Status
 
-from .conftest import FloyEnv
+from tests.integration.conftest import FloyEnv
 
 pytestmark = pytest.mark.integration
 

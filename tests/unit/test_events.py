@@ -1,0 +1,97 @@
+"""The event fold, replayed over recorded event files of real runs (see fixtures/events)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.events import FoldState, InstanceUpdate, RunnerEvent, fold_event
+from orchestrator.models import Status
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "events"
+
+C, F, P = Status.COMPLETED, Status.FAILED, Status.PENDING
+
+# case -> (instances of the run, expected status / attempts / message keyword per instance)
+CASES: dict[str, tuple[list[str], dict[str, tuple[Status, int, str]]]] = {
+    "success_batches": (["hello-1", "hello-2", "hello-3"], {
+        "hello-1": (C, 1, ""), "hello-2": (C, 1, ""), "hello-3": (C, 1, "")}),
+    "health_failure": (["hello-1", "hello-2"], {
+        "hello-1": (F, 1, "health check failed"), "hello-2": (F, 1, "switched back to 1.0.0")}),
+    "unreachable": (["gone-1", "hello-1"], {
+        "gone-1": (F, 1, "unreachable"), "hello-1": (C, 1, "")}),
+    "retried": (["hello-2"], {"hello-2": (C, 3, "")}),
+    # batch 1 fails, budget 0: later instances never start (the worker then cancels them)
+    "budget_exhausted": (["hello-1", "hello-2", "hello-3", "hello-4"], {
+        "hello-1": (F, 1, "health check failed"), "hello-2": (P, 0, ""),
+        "hello-3": (P, 0, ""), "hello-4": (P, 0, "")}),
+}
+
+
+def replay(case: str, ids: list[str]) -> tuple[FoldState, list[InstanceUpdate]]:
+    state = FoldState.start(ids, package_url="https://pkg/x.tar.gz")
+    updates: list[InstanceUpdate] = []
+    with (FIXTURES / f"{case}.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            state, new = fold_event(state, json.loads(line))
+            updates.extend(new)
+    return state, updates
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_recorded_run_folds_to_expected_outcome(case: str) -> None:
+    ids, expected = CASES[case]
+    state, updates = replay(case, ids)
+    assert state.finished, "playbook_on_stats was seen"
+    for instance_id, (status, attempts, keyword) in expected.items():
+        assert state.statuses[instance_id] is status, instance_id
+        mine = [u for u in updates if u.instance_id == instance_id]
+        if status is P:
+            assert mine == []
+            continue
+        assert mine[0].status is Status.IN_PROGRESS and mine[0].started_at is not None
+        final = mine[-1]
+        assert final.status is status and final.completed_at is not None
+        assert state.attempts[instance_id] == attempts
+        if keyword:
+            assert keyword in (final.error_message or "")
+        if status is C:
+            assert final.current_version and final.release is not None
+            assert final.release["version"] == final.current_version
+            assert final.completed_at >= mine[0].started_at  # type: ignore[operator]
+
+
+def test_retry_events_report_each_failed_attempt() -> None:
+    _, updates = replay("retried", ["hello-2"])
+    retries = [u for u in updates if u.status is None]
+    assert [u.attempts for u in retries] == [2, 3]
+    assert all("503" in (u.error_message or "") for u in retries)
+
+
+def test_terminal_instances_never_change_and_strangers_are_ignored() -> None:
+    state = FoldState.start(["a"])
+    fail: RunnerEvent = {"event": "runner_on_failed", "created": "2026-01-01T00:00:00",
+                         "event_data": {"host": "a", "res": {"msg": "first"}}}
+    state, ups = fold_event(state, fail)
+    assert ups[0].error_message == "first"
+    again: RunnerEvent = {"event": "runner_on_failed",
+                          "event_data": {"host": "a", "res": {"msg": "second"}}}
+    assert fold_event(state, again) == (state, [])
+    stranger: RunnerEvent = {"event": "runner_on_failed",
+                             "event_data": {"host": "localhost", "res": {}}}
+    assert fold_event(state, stranger) == (state, [])
+
+
+def test_ignored_errors_do_not_fail_an_instance() -> None:
+    state = FoldState.start(["a"])
+    event: RunnerEvent = {"event": "runner_on_failed",
+                          "event_data": {"host": "a", "ignore_errors": True, "res": {}}}
+    assert fold_event(state, event) == (state, [])
+
+
+def test_event_order_across_serial_batches_is_by_counter() -> None:
+    counters = [json.loads(line)["counter"]
+                for line in (FIXTURES / "success_batches.jsonl").read_text().splitlines()]
+    assert counters == sorted(counters) and len(set(counters)) == len(counters)
