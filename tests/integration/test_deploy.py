@@ -11,7 +11,6 @@ import pytest
 
 from orchestrator.errors import ConflictError, ValidationError
 from orchestrator.models import DeployParams, Status
-
 from tests.integration.conftest import FloyEnv
 
 pytestmark = pytest.mark.integration

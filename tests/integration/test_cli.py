@@ -1,0 +1,168 @@
+"""The floy command as a user runs it: real processes, JSON output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.models import SPEC_KEYS
+from sample.packages import free_port, stop_apps
+from tests.integration.conftest import write_inventory
+
+pytestmark = pytest.mark.integration
+FLOY = str(Path(sys.executable).with_name("floy"))
+
+
+class Cli:
+    def __init__(self, tmp: Path, ca_bundle: Path) -> None:
+        self.root = tmp / "root"
+        self.root.mkdir()
+        self.env = dict(os.environ, FLOY_HOME=str(tmp / "home"),
+                        FLOY_INVENTORY_DIR=str(write_inventory(tmp / "inventory", self.root)),
+                        FLOY_CA_BUNDLE=str(ca_bundle))
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([FLOY, *args], env=self.env, capture_output=True, text=True,
+                              timeout=300, check=False)
+
+    def json(self, *args: str) -> dict[str, object]:
+        proc = self(*args, "--json")
+        assert proc.returncode in (0, 1), proc.stderr
+        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, pki: object) -> Iterator[Cli]:
+    c = Cli(tmp_path, pki.ca_bundle)  # type: ignore[attr-defined]
+    yield c
+    stop_apps(c.root)
+
+
+def _add(cli: Cli, count: int) -> list[str]:
+    ids = []
+    for n in range(1, count + 1):
+        proc = cli("instances", "add", f"hello-{n}", "--service", "hello", "--host",
+                   "127.0.0.1", "--port", str(free_port()), "--meta", f"rack=r{n}")
+        assert proc.returncode == 0, proc.stderr
+        ids.append(f"hello-{n}")
+    return ids
+
+
+def _keys(obj: dict[str, object], name: str) -> None:
+    assert SPEC_KEYS[name] <= set(obj), SPEC_KEYS[name] - set(obj)
+
+
+def test_instances_and_versions_commands(cli: Cli) -> None:
+    _add(cli, 3)
+    page = cli.json("instances", "list", "hello", "--limit", "2", "--offset", "1")
+    _keys(page, "ServiceInstances")
+    assert page["total"] == 3 and page["limit"] == 2 and page["offset"] == 1
+    items = page["instances"]
+    assert [i["instance_id"] for i in items] == ["hello-2", "hello-3"]  # type: ignore[index]
+    assert set(items[0]) == SPEC_KEYS["ServiceInstances.instances[]"]  # type: ignore[index]
+    assert items[0]["metadata"] == {"rack": "r2"}  # type: ignore[index]
+    versions = cli.json("versions", "hello")
+    assert set(versions) == SPEC_KEYS["ServiceVersions"]
+    assert versions["total_instances"] == 3 and versions["version_summary"] == {"": 3}
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), [
+    (("status", "no-such-run"), 3, "deployment not found: no-such-run"),
+    (("versions", "ghost"), 3, "service not found: ghost"),
+    (("status", "bad/id"), 2, "invalid deploy_id"),
+    (("instances", "add", "x-1", "--service", "hello", "--host", "bad host", "--port", "80"),
+     2, "invalid host"),
+    (("instances", "add", "x-1", "--service", "hello", "--host", "h", "--port", "0"),
+     2, "invalid port"),
+    (("instances", "add", "x-1", "--service", "hello", "--host", "h", "--port", "80",
+      "--meta", "ansible_user=root"), 2, "metadata.ansible_user"),
+    (("deploy", "hello", "1.0", "-i", "hello-1", "--url", "http://127.0.0.1/p.tgz"),
+     2, "invalid package_url"),
+    (("deploy", "hello", "../1.0", "-i", "hello-1", "--url", "https://127.0.0.1/p.tgz"),
+     2, "invalid version"),
+    (("deploy", "hello", "1.0", "-i", "nope-1", "--url", "https://127.0.0.1/p.tgz"),
+     2, "unknown instance"),
+    (("deploy", "hello", "1.0", "-i", "hello-1", "--url", "https://127.0.0.1/p.tgz",
+      "--timeout", "0"), 2, "invalid timeout"),
+    (("deploy", "hello", "1.0", "-i", "hello-1", "--url", "https://127.0.0.1/p.tgz",
+      "--batch-size", "0%"), 2, "invalid batch_size"),
+    (("instances", "list", "hello", "--limit", "0"), 2, "invalid limit"),
+    (("nonsense",), 2, "No such command"),
+])
+def test_errors_have_distinct_exit_codes(cli: Cli, args: tuple[str, ...], code: int,
+                                         needle: str) -> None:
+    _add(cli, 1)
+    proc = cli(*args)
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert needle in proc.stderr
+    assert proc.stdout == ""
+    runs = Path(cli.env["FLOY_HOME"]) / "runs"
+    assert not runs.exists(), "nothing ran"
+
+
+def test_json_errors_are_json(cli: Cli) -> None:
+    proc = cli("status", "missing-1", "--json")
+    assert proc.returncode == 3
+    assert json.loads(proc.stderr) == {"error": "not_found", "message":
+                                       "deployment not found: missing-1",
+                                       "kind": "deployment", "key": "missing-1"}
+
+
+def test_duplicate_registration_is_a_conflict(cli: Cli) -> None:
+    _add(cli, 1)
+    proc = cli("instances", "add", "hello-1", "--service", "hello", "--host", "127.0.0.1",
+               "--port", "81")
+    assert proc.returncode == 4 and "already registered" in proc.stderr
+
+
+def test_deploy_follow_detach_and_status(cli: Cli, packages: dict[str, tuple[str, str]]) -> None:
+    ids = _add(cli, 2)
+    url, sha = packages["1.0.0"]
+    proc = cli("deploy", "hello", "1.0.0", "--url", url, "--sha256", sha, "--deploy-id", "c-1")
+    assert proc.returncode == 0, proc.stderr
+    assert "batch 1/2: hello-1" in proc.stdout and "batch 2/2: hello-2" in proc.stdout
+    assert "2/2 completed" in proc.stdout
+    status = cli.json("status", "c-1")
+    assert set(status) >= SPEC_KEYS["DeployStatus"]
+    assert set(status["progress"]) >= SPEC_KEYS["DeployStatus.progress"]  # type: ignore[arg-type]
+    for inst in status["instances"]:  # type: ignore[union-attr]
+        assert set(inst) >= SPEC_KEYS["DeployStatus.instances[]"]
+        assert inst["completed_at"].endswith("Z")
+    url2, sha2 = packages["2.0.0"]
+    started = cli.json("deploy", "hello", "2.0.0", "--url", url2, "--sha256", sha2,
+                       "--deploy-id", "c-2", "--batch-size", "100%", "-i", ",".join(ids))
+    assert set(started) == SPEC_KEYS["DeployResult"]
+    assert started["status"] in ("pending", "in_progress")
+    final = cli.json("status", "c-2", "--watch")
+    assert final["status"] == "completed"
+    assert cli.json("versions", "hello")["version_summary"] == {"2.0.0": 2}
+
+
+def test_failed_deploy_exits_one(cli: Cli, packages: dict[str, tuple[str, str]]) -> None:
+    _add(cli, 1)
+    url, _ = packages["1.0.0"]
+    proc = cli("deploy", "hello", "1.0.0", "--url", url, "--sha256", "1" * 64, "--retries", "0",
+               "--deploy-id", "c-bad")
+    assert proc.returncode == 1
+    assert "sha256 mismatch" in proc.stdout
+    assert cli("status", "c-bad").returncode == 1
+
+
+def test_import_from_an_ini_inventory(cli: Cli, tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[web]\nweb-1 ansible_host=127.0.0.1 http_port=8001 dc=east\n"
+                         "web-2 ansible_host=127.0.0.2 http_port=8002 dc=west\n")
+    proc = cli("instances", "import", str(inventory), "--service", "web", "--port-var",
+               "http_port", "--meta-var", "dc")
+    assert proc.returncode == 0, proc.stderr
+    page = cli.json("instances", "list", "web")
+    got = {i["instance_id"]: (i["host"], i["port"], i["metadata"])
+           for i in page["instances"]}  # type: ignore[union-attr]
+    assert got == {"web-1": ("127.0.0.1", 8001, {"dc": "east"}),
+                   "web-2": ("127.0.0.2", 8002, {"dc": "west"})}
