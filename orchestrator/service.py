@@ -289,6 +289,30 @@ def new_deploy_service(
     return FloyDeployService(logger, executor, database, settings, clock)
 
 
+def open_service(
+    home: str | None = None,
+    db_url: str | None = None,
+    inventory_dir: str | None = None,
+    *,
+    inline: bool = False,
+    logger: logging.Logger | None = None,
+) -> FloyDeployService:
+    """A ready service with the same settings resolution as the CLI.
+
+    ``inline=True`` carries runs in the calling thread (``execute_deployment`` returns when
+    the run has ended); the default starts a detached worker process per run.
+    """
+    from orchestrator.executor import InlineExecutor, ProcessExecutor
+    from orchestrator.settings import load_settings
+
+    settings = load_settings(home, db_url, inventory_dir)
+    store = Store.open(settings.db_url)
+    executor: Executor = (
+        InlineExecutor(settings, store) if inline else ProcessExecutor(settings)
+    )
+    return new_deploy_service(logger or logging.getLogger("floy"), executor, store, settings)
+
+
 __all__ = [
     "DeployExecutor",
     "DeployService",
@@ -297,4 +321,5 @@ __all__ = [
     "RollbackManager",
     "VersionManager",
     "new_deploy_service",
+    "open_service",
 ]

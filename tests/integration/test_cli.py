@@ -166,3 +166,29 @@ def test_import_from_an_ini_inventory(cli: Cli, tmp_path: Path) -> None:
            for i in page["instances"]}  # type: ignore[union-attr]
     assert got == {"web-1": ("127.0.0.1", 8001, {"dc": "east"}),
                    "web-2": ("127.0.0.2", 8002, {"dc": "west"})}
+
+
+def test_ctrl_c_while_following_detaches_and_the_run_finishes(
+        cli: Cli, packages: dict[str, tuple[str, str]]) -> None:
+    import signal
+    import time
+
+    _add(cli, 1)
+    url, _ = packages["9.0.0-hang"]
+    proc = subprocess.Popen([FLOY, "deploy", "hello", "9.0.0", "--url", url, "--timeout", "4",
+                             "--retries", "0", "--deploy-id", "c-int"],
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if cli("status", "c-int", "--json").returncode == 0 and \
+                cli.json("status", "c-int")["status"] == "in_progress":
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (out, err)
+    assert "stopped following c-int" in err and "floy status c-int --watch" in err
+    final = cli.json("status", "c-int", "--watch")
+    assert final["status"] == "failed", "the worker carried the run to its end"
+    assert final["instances"][0]["error_message"].startswith("timed out after 4 s")  # type: ignore[index]
