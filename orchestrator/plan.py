@@ -7,6 +7,7 @@ A :class:`RunPlan` is a frozen value (inventory data, extra vars, playbook, fork
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +83,22 @@ def deploy_extravars(run: RunRecord, settings: Settings) -> dict[str, Any]:
     return values
 
 
-def runner_env(settings: Settings) -> dict[str, str]:
-    """Environment for ansible-playbook. Never put secrets here: runner records it on disk."""
+def ansible_bin_dir(settings: Settings) -> Path:
+    """Directory of the ansible executables installed with floy's interpreter."""
+    return Path(settings.python).parent
+
+
+def runner_env(settings: Settings, path: str | None = None) -> dict[str, str]:
+    """Environment for ansible-playbook. Never put secrets here: runner records it on disk.
+
+    ``PATH`` starts with the interpreter's bin directory, so the ansible that floy was
+    installed with is used even when its virtualenv is not activated.
+    """
+    search = os.pathsep.join(
+        p for p in (str(ansible_bin_dir(settings)), path or os.environ.get("PATH", "")) if p
+    )
     return {
+        "PATH": search,
         "ANSIBLE_CONFIG": str(settings.playbook_dir / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",

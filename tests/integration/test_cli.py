@@ -23,7 +23,10 @@ class Cli:
     def __init__(self, tmp: Path, ca_bundle: Path) -> None:
         self.root = tmp / "root"
         self.root.mkdir()
-        self.env = dict(os.environ, FLOY_HOME=str(tmp / "home"),
+        # PATH without the virtualenv: floy must find its own ansible, as for a user who
+        # runs .venv/bin/floy without activating anything.
+        self.env = dict(os.environ, PATH="/usr/local/bin:/usr/bin:/bin",
+                        FLOY_HOME=str(tmp / "home"),
                         FLOY_INVENTORY_DIR=str(write_inventory(tmp / "inventory", self.root)),
                         FLOY_CA_BUNDLE=str(ca_bundle))
 

@@ -96,6 +96,7 @@ def test_bake_deploy_plan(tmp_path: Path) -> None:
     assert ev["floy_batch_size"] == "25%" and ev["floy_max_failures"] == 2
     assert ev["floy_timeout"] == 30 and ev["floy_ca_bundle"] == "/ca.pem"
     assert not any(k.startswith("ANSIBLE_") and "PASS" in k for k in plan.envvars)
+    assert plan.envvars["PATH"].split(":")[0] == str(Path(settings.python).parent)
 
 
 def test_write_atomic_is_owner_only(tmp_path: Path) -> None:
