@@ -9,7 +9,9 @@ the child running: DESIGN.md section 6).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,9 @@ from orchestrator.plan import RunPlan
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 0.2
+# After SIGTERM, ansible-playbook gets this long to stop its forks (which let the module
+# clean up and switch back) before runner SIGKILLs its process group.
+CANCEL_GRACE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,83 @@ class RunnerOutcome:
     stdout_tail: str
     events: int
     seconds: float
+    cancelled: bool = False
+    leftovers_killed: int = 0
+
+
+def run_processes(marker: str) -> list[tuple[int, int]]:
+    """(pid, ppid) of every process whose argv holds ``marker`` (this run's vars file).
+
+    Ansible's forks are forks of ansible-playbook, so they share its argv: this finds
+    ansible-playbook and every fork of this run, and nothing else.
+    """
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields and fields[0] != "Z" and any(marker.encode() in arg for arg in argv):
+            found.append((int(entry), int(fields[1])))
+    return found
+
+
+def _signal_all(pids: list[int], sig: signal.Signals) -> int:
+    sent = 0
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+            sent += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return sent
+
+
+class _Canceller:
+    """Cancel callback with a graceful first step (DESIGN.md section 6).
+
+    runner's own cancel SIGKILLs ansible-playbook's process group, but since ansible-core
+    2.19 every fork runs in its own session, so forks and the commands they run would
+    survive. So: SIGTERM ansible-playbook (it forwards the signal to its forks, and the
+    floy_release module cleans up on it), give it a grace period, and only then let runner
+    SIGKILL; whatever is left of this run afterwards is killed by :meth:`sweep`.
+    """
+
+    def __init__(self, should_cancel: Callable[[], bool], marker: str, grace: float) -> None:
+        self.should_cancel = should_cancel
+        self.marker = marker
+        self.grace = grace
+        self.term_sent_at: float | None = None
+
+    def __call__(self) -> bool:
+        try:
+            if self.term_sent_at is None:
+                if not self.should_cancel():
+                    return False
+                me = os.getpid()
+                top = [pid for pid, ppid in run_processes(self.marker) if ppid == me]
+                _signal_all(top, signal.SIGTERM)
+                self.term_sent_at = time.monotonic()
+                log.info("cancel: sent SIGTERM to ansible-playbook %s", top)
+                return False
+            return time.monotonic() - self.term_sent_at > self.grace
+        except Exception:
+            log.exception("cancel check failed")
+            return False
+
+    @property
+    def cancelled(self) -> bool:
+        return self.term_sent_at is not None
+
+    def sweep(self) -> int:
+        """SIGKILL every process of this run still alive; returns how many."""
+        return _signal_all([pid for pid, _ in run_processes(self.marker)], signal.SIGKILL)
 
 
 def materialise(plan: RunPlan) -> tuple[Path, Path]:
@@ -75,13 +157,7 @@ def execute(
             log.exception("event handler failed on %s", event.get("event"))
         return True
 
-    def cancel() -> bool:
-        try:
-            return bool(should_cancel())
-        except Exception:
-            log.exception("cancel check failed")
-            return False
-
+    canceller = _Canceller(should_cancel, str(vars_file), CANCEL_GRACE_SECONDS)
     started = time.monotonic()
     try:
         result = ansible_runner.run(
@@ -92,18 +168,24 @@ def execute(
             forks=plan.forks,
             envvars=dict(plan.envvars),
             event_handler=handle,
-            cancel_callback=cancel,
+            cancel_callback=canceller,
             quiet=True,
             settings={"pexpect_timeout": CANCEL_POLL_SECONDS, "suppress_ansible_output": True},
         )
     except Exception as exc:
+        canceller.sweep()
         raise ExecutionError(f"could not run ansible-playbook: {exc}") from exc
+    leftovers = canceller.sweep()
+    if leftovers:
+        log.warning("killed %d leftover process(es) of run %s", leftovers, plan.run_id)
     return RunnerOutcome(
-        status=str(result.status),
+        status="canceled" if canceller.cancelled else str(result.status),
         rc=result.rc,
         stdout_tail=_tail(plan.private_data_dir),
         events=counter["events"],
         seconds=time.monotonic() - started,
+        cancelled=canceller.cancelled,
+        leftovers_killed=leftovers,
     )
 
 

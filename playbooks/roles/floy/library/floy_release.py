@@ -247,6 +247,24 @@ class DeadlineExceeded(ReleaseError):
         self.detail = detail
 
 
+class Cancelled(ReleaseError):
+    """SIGTERM arrived: floy is cancelling the run (ansible-playbook forwards the signal)."""
+
+    def __init__(self):
+        super().__init__("cancelled while %s" % CURRENT_PHASE[0], retryable=False)
+
+
+# The phase the running release is in, for the cancel message (set by Release.enter).
+CURRENT_PHASE = ["starting"]
+
+
+def on_sigterm(signum, frame):
+    """Turn the first SIGTERM into a Cancelled exception so that cleanup runs; later
+    signals during that cleanup are ignored (floy SIGKILLs after its grace period)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Cancelled()
+
+
 def utc_now():
     """RFC 3339 UTC timestamp with a Z suffix."""
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
@@ -402,6 +420,7 @@ class Release:
         )
         self.phase = phase
         self.phase_started = now
+        CURRENT_PHASE[0] = phase
 
     def remaining(self):
         return self.deadline - time.monotonic()
@@ -778,6 +797,11 @@ class Release:
         except subprocess.TimeoutExpired:
             kill_group(proc)
             raise DeadlineExceeded(self.p["timeout"], detail_on_timeout) from None
+        except BaseException:
+            # Cancelled (SIGTERM) or anything else: the command runs in its own session,
+            # so nobody else would stop it.
+            kill_group(proc)
+            raise
         if rc != 0:
             raise ReleaseError(
                 "restart command failed with exit status %d for %s (see %s)%s"
@@ -1122,6 +1146,7 @@ def main():
         supports_check_mode=True,
     )
     release = Release(module)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         result = release.run()
     except ReleaseError as exc:

@@ -1,0 +1,112 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: floy contributors
+# Apache License 2.0 (see the repository's pyproject.toml)
+"""Report which release an instance runs, read from its directory, in one execution."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: floy_probe
+short_description: Report the release an instance directory points at
+description:
+  - Reads C(current), C(.floy/state.json) and the release records under
+    C(.floy/releases/) of one floy instance directory. Changes nothing.
+options:
+  instance_dir:
+    description: The instance directory, C(<floy_root>/<service>/<instance_id>).
+    type: path
+    required: true
+author: floy contributors
+"""
+
+EXAMPLES = r"""
+- name: Which release does this instance run
+  floy_probe:
+    instance_dir: /opt/floy/web/web-1
+  register: probe
+"""
+
+RETURN = r"""
+exists:
+  description: Whether the instance directory exists.
+  type: bool
+  returned: always
+current_version:
+  description: Name of the release C(current) points at; empty when there is none.
+  type: str
+  returned: always
+state:
+  description: Content of C(.floy/state.json) (empty when absent or unreadable).
+  type: dict
+  returned: always
+releases:
+  description: Versions recorded complete on the host, oldest first.
+  type: list
+  elements: str
+  returned: always
+incomplete:
+  description: Directories under C(releases/) with no completion record.
+  type: list
+  elements: str
+  returned: always
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def read_json(path):
+    """A JSON object from ``path``, or {} when absent or unreadable."""
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def probe(instance_dir):
+    """Everything the module reports about one instance directory."""
+    result = dict(exists=os.path.isdir(instance_dir), current_version="", state={},
+                  releases=[], incomplete=[])
+    if not result["exists"]:
+        return result
+    current = os.path.join(instance_dir, "current")
+    if os.path.islink(current):
+        target = os.readlink(current)
+        if os.path.isdir(os.path.join(instance_dir, target)):
+            result["current_version"] = os.path.basename(target.rstrip("/"))
+    result["state"] = read_json(os.path.join(instance_dir, ".floy", "state.json"))
+    records = os.path.join(instance_dir, ".floy", "releases")
+    complete = []
+    if os.path.isdir(records):
+        for name in os.listdir(records):
+            if name.endswith(".json"):
+                data = read_json(os.path.join(records, name))
+                complete.append((data.get("installed_at", ""), name[: -len(".json")]))
+    result["releases"] = [version for _, version in sorted(complete)]
+    releases_dir = os.path.join(instance_dir, "releases")
+    if os.path.isdir(releases_dir):
+        result["incomplete"] = sorted(
+            name for name in os.listdir(releases_dir)
+            if not name.startswith(".") and name not in result["releases"]
+        )
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(instance_dir=dict(type="path", required=True)),
+        supports_check_mode=True,
+    )
+    module.exit_json(changed=False, **probe(module.params["instance_dir"]))
+
+
+if __name__ == "__main__":
+    main()
