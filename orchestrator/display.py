@@ -108,7 +108,8 @@ def follow(
             if inst.status.value == "pending" and inst.instance_id not in seen:
                 seen[inst.instance_id] = key
                 continue
-            if inst.batch not in started_batches and inst.status.value == "in_progress":
+            # An instance may finish between two polls: announce its batch on first sight.
+            if inst.batch not in started_batches:
                 started_batches.add(inst.batch)
                 members = [i.instance_id for i in status.instances if i.batch == inst.batch]
                 out.write(f"batch {inst.batch}/{batches}: {', '.join(members)}\n")

@@ -61,15 +61,21 @@ def host_vars(instance: InstanceRecord) -> dict[str, Any]:
     }
 
 
-def render_inventory(service: str, instances: Sequence[InstanceRecord]) -> dict[str, Any]:
-    """Inventory data: one group named after the service, hosts in the given order."""
-    return {
-        "all": {
-            "children": {
-                service: {"hosts": {i.instance_id: host_vars(i) for i in instances}},
-            }
-        }
+def render_inventory(
+    service: str,
+    instances: Sequence[InstanceRecord],
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Inventory data: one group named after the service, hosts in the given order.
+
+    ``extra`` adds per-instance variables (already tagged), e.g. a rollback's package.
+    """
+    extra = extra or {}
+    hosts = {
+        i.instance_id: {**host_vars(i), **unsafe_tree(dict(extra.get(i.instance_id, {})))}
+        for i in instances
     }
+    return {"all": {"children": {service: {"hosts": hosts}}}}
 
 
 def dump_yaml(data: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.inventory import Unsafe, render_inventory, unsafe_tree
 from orchestrator.settings import Settings
-from orchestrator.store import InstanceRecord, RunRecord
+from orchestrator.store import InstanceRecord, RunInstanceRecord, RunRecord
 
 PLAYBOOKS = {"deploy": "deploy.yml", "rollback": "rollback.yml", "probe": "probe.yml"}
 
@@ -105,18 +105,61 @@ def runner_env(settings: Settings, path: str | None = None) -> dict[str, str]:
     }
 
 
+def rollback_extravars(run: RunRecord, settings: Settings) -> dict[str, Any]:
+    """Extra vars of a rollback: as a deployment's, but the package comes per instance
+    (host vars, since extra vars would override them) and ``floy_force`` may be set."""
+    values = deploy_extravars(run, settings)
+    del values["floy_package_url"], values["floy_package_sha256"]
+    values["floy_force"] = bool(run.params.get("force", False))
+    return values
+
+
+def rollback_host_vars(members: Sequence[RunInstanceRecord]) -> dict[str, dict[str, Any]]:
+    """Per-instance package URL and sha256 of a rollback run."""
+    return {
+        m.instance_id: {
+            "floy_package_url": Unsafe(m.package_url),
+            "floy_package_sha256": Unsafe(m.package_sha256),
+        }
+        for m in members
+    }
+
+
 def bake(
     settings: Settings,
     run: RunRecord,
     instances: Sequence[InstanceRecord],
     extravars: Mapping[str, Any],
+    host_vars: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RunPlan:
     """Compute the plan for ``run`` over ``instances`` (in run order)."""
+    return bake_playbook(settings, run.run_id, PLAYBOOKS[run.kind], run.service, instances,
+                         extravars, host_vars)
+
+
+def bake_probe(
+    settings: Settings, label: str, service: str, instances: Sequence[InstanceRecord]
+) -> RunPlan:
+    """The plan of a probe of ``instances`` (read-only)."""
+    extravars = {"floy_service": Unsafe(service), "floy_hosts": Unsafe(service)}
+    return bake_playbook(settings, label, PLAYBOOKS["probe"], service, instances, extravars)
+
+
+def bake_playbook(
+    settings: Settings,
+    label: str,
+    playbook: str,
+    service: str,
+    instances: Sequence[InstanceRecord],
+    extravars: Mapping[str, Any],
+    host_vars: Mapping[str, Mapping[str, Any]] | None = None,
+) -> RunPlan:
+    """A plan running ``playbook`` over ``instances`` in a private data dir named ``label``."""
     return RunPlan(
-        run_id=run.run_id,
-        private_data_dir=settings.runs_dir / run.run_id,
-        playbook=settings.playbook_dir / PLAYBOOKS[run.kind],
-        inventory=render_inventory(run.service, instances),
+        run_id=label,
+        private_data_dir=settings.runs_dir / label,
+        playbook=settings.playbook_dir / playbook,
+        inventory=render_inventory(service, instances, host_vars),
         operator_inventory_dir=settings.inventory_dir,
         extravars=unsafe_tree(dict(extravars)),
         forks=max(1, min(settings.forks, len(instances))),

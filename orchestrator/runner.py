@@ -119,6 +119,11 @@ class _Canceller:
         return _signal_all([pid for pid, _ in run_processes(self.marker)], signal.SIGKILL)
 
 
+Execute = Callable[
+    [RunPlan, Callable[[RunnerEvent], None], Callable[[], bool]], "RunnerOutcome"
+]
+
+
 def materialise(plan: RunPlan) -> tuple[Path, Path]:
     """Write the plan's inventory and extra vars into a fresh private data dir."""
     pdd = plan.private_data_dir

@@ -35,6 +35,9 @@ instances = sa.Table(
     sa.Column("last_heartbeat", Time),
     sa.Column("metadata_json", sa.Text, nullable=False, server_default="{}"),
     sa.Column("created_at", Time, nullable=False),
+    # What the last probe read on the host; differs from `version` when the host drifted.
+    sa.Column("observed_version", sa.String(128)),
+    sa.Column("observed_at", Time),
     sa.Index("ix_instances_service_version", "service", "version", "instance_id"),
 )
 
@@ -78,6 +81,8 @@ run_instances = sa.Table(
     sa.Column("started_at", Time),
     sa.Column("completed_at", Time),
     sa.Column("error_message", sa.Text, nullable=False, server_default=""),
+    sa.Column("package_url", sa.Text, nullable=False, server_default=""),
+    sa.Column("package_sha256", sa.String(64), nullable=False, server_default=""),
     sa.Index("ix_run_instances_run_position", "run_id", "position"),
 )
 
@@ -103,14 +108,33 @@ releases = sa.Table(
 )
 
 
+# Columns added after version 1; a database created at version 1 lacks them.
+_V2_COLUMNS = {
+    "run_instances": ("package_url", "package_sha256"),
+    "instances": ("observed_version", "observed_at"),
+}
+
+
 def _v1_initial(conn: Connection) -> None:
-    metadata.create_all(
-        conn,
-        tables=[instances, runs, run_instances, instance_locks, releases],
-    )
+    # A new database is created with today's tables; later steps only add what is missing.
+    metadata.create_all(conn, tables=[instances, runs, run_instances, instance_locks, releases])
 
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1_initial,)
+def _v2_rollback_and_drift(conn: Connection) -> None:
+    """Per-instance package of a rollback run; the version a probe observed on the host."""
+    inspector = sa.inspect(conn)
+    for table, names in _V2_COLUMNS.items():
+        present = {c["name"] for c in inspector.get_columns(table)}
+        for name in names:
+            if name in present:
+                continue
+            ddl = sa.schema.CreateColumn(metadata.tables[table].c[name]).compile(
+                dialect=conn.dialect
+            )
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {ddl}")
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1_initial, _v2_rollback_and_drift)
 
 
 def migrate(conn: Connection) -> int:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import getpass
 import logging
+import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Protocol
 
-from orchestrator import validation
+from orchestrator import rollbacks, validation
 from orchestrator.errors import ConflictError, NotFoundError, ValidationError
 from orchestrator.executor import Executor
 from orchestrator.models import (
@@ -37,7 +39,7 @@ from orchestrator.models import (
 )
 from orchestrator.plan import batch_numbers
 from orchestrator.settings import Settings
-from orchestrator.store import RunInstanceRecord, RunRecord, Store
+from orchestrator.store import RunInstanceRecord, RunRecord, RunSummary, Store, VersionCheck
 from orchestrator.timefmt import utcnow
 
 Clock = Callable[[], datetime]
@@ -91,11 +93,13 @@ class FloyDeployService:
         self.store = database
         self.settings = settings
         self.clock = clock
+        self.cancel_wait_seconds = 30.0
 
     # -- DeployExecutor -----------------------------------------------------------------
     def execute_deployment(self, params: DeployParams) -> DeployResult:
         """Validate, record and start a deployment; returns at once (status pending)."""
         params = validation.validate_deploy_params(params, self.settings.allowed_package_hosts)
+        self._recover()
         record = _params_record(params)
         existing = self.store.get_run(params.deploy_id)
         if existing is not None:
@@ -144,6 +148,7 @@ class FloyDeployService:
     def get_deployment_status(self, deploy_id: str) -> DeployStatus:
         """Status of a deployment or rollback run, with one entry per instance."""
         deploy_id = validation.validate_id("deploy_id", deploy_id)
+        self._recover()
         loaded = self.store.get_run_with_members(deploy_id)
         if loaded is None:
             raise NotFoundError("deployment", deploy_id)
@@ -182,8 +187,48 @@ class FloyDeployService:
         )
 
     def cancel_deployment(self, deploy_id: str) -> CancelResult:
-        """Cancel a run (implemented with the cancel/rollback work, issue 3)."""
-        raise NotImplementedError("cancel_deployment arrives with the cancel/rollback work")
+        """Cancel a deployment or rollback run and wait (bounded) until it has stopped.
+
+        No new batch starts; instances not started end ``cancelled``; instances in flight
+        are stopped, probed and recorded with the version their disk really points at.
+        The result's status is ``cancelled`` once the run has stopped; if it is still
+        stopping when ``cancel_wait_seconds`` have passed, it is ``in_progress`` and
+        ``cancelled_at`` is null (the cancel goes on; ask again with the status call).
+        """
+        deploy_id = validation.validate_id("deploy_id", deploy_id)
+        self._recover()
+        run = self.store.get_run(deploy_id)
+        if run is None:
+            raise NotFoundError("deployment", deploy_id)
+        if run.finished_at is not None:
+            raise ConflictError(
+                f"run {deploy_id} already finished ({run.status.value}); nothing to cancel",
+                key=deploy_id,
+            )
+        self.store.request_cancel(deploy_id)
+        self.logger.info("cancel of %s requested", deploy_id)
+        if run.lease_owner is None:
+            self._cancel_unclaimed(deploy_id)
+        deadline = time.monotonic() + self.cancel_wait_seconds
+        while True:
+            run = self.store.get_run(deploy_id)
+            assert run is not None
+            if run.finished_at is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        stopped = run.finished_at is not None
+        return CancelResult(
+            deploy_id=deploy_id,
+            status=run.status,
+            cancelled_at=run.finished_at if stopped else None,
+        )
+
+    def _cancel_unclaimed(self, run_id: str) -> None:
+        """A run no worker holds yet is cancelled here, under its lease, so none starts it."""
+        from orchestrator.worker import Worker
+
+        worker = Worker(self.settings, self.store)
+        worker.run(run_id)  # takes the lease, sees the cancel request, closes the run
 
     # -- VersionManager -----------------------------------------------------------------
     def get_service_instance_versions(self, service: str) -> ServiceVersions:
@@ -235,14 +280,155 @@ class FloyDeployService:
             offset=params.offset,
         )
 
-    # -- RollbackManager ----------------------------------------------------------------
+    # -- RollbackManager -----------------------------------------------------------------
     def rollback_instance(self, params: InstanceRollbackParams) -> RollbackResult:
-        """Roll one instance back (issue 3)."""
-        raise NotImplementedError("rollback arrives with the cancel/rollback work")
+        """Roll one instance back to a version it once ran (or to a given package)."""
+        params = validation.validate_instance_rollback_params(
+            params, self.settings.allowed_package_hosts
+        )
+        self._recover()
+        record = self.store.get_instances([params.instance_id]).get(params.instance_id)
+        if record is None:
+            raise NotFoundError("instance", params.instance_id)
+        rollback_id = params.rollback_id or _generated_id(
+            "rollback", params.instance_id, params.target_version
+        )
+        request: dict[str, object] = {
+            "instances": [params.instance_id],
+            "package_url": params.package_url,
+            "force": params.force,
+            "timeout": params.timeout,
+            "batch_size": "1",
+            "max_failures": 0,
+            "retry_count": 3,
+        }
+        run = self._start_rollback(rollback_id, record.service, params.target_version,
+                                   [params.instance_id], request, "target_version")
+        return RollbackResult(
+            rollback_id=run.run_id,
+            instance_id=params.instance_id,
+            target_version=run.version,
+            status=run.status,
+            started_at=run.created_at,
+        )
 
     def rollback_batch(self, params: BatchRollbackParams) -> BatchRollbackResult:
-        """Roll several instances back (issue 3)."""
-        raise NotImplementedError("rollback arrives with the cancel/rollback work")
+        """Roll several instances of a service back, in serial batches."""
+        params = validation.validate_batch_rollback_params(
+            params, self.settings.allowed_package_hosts
+        )
+        self._recover()
+        self._check_members(params.service, params.instances)
+        rollback_id = params.rollback_id or _generated_id(
+            "rollback", params.service, params.target_version
+        )
+        request: dict[str, object] = {
+            "instances": list(params.instances),
+            "package_url": params.package_url,
+            "force": params.force,
+            "timeout": params.timeout,
+            "batch_size": params.batch_size,
+            "max_failures": params.max_failures,
+            "retry_count": 3,
+        }
+        run = self._start_rollback(rollback_id, params.service, params.target_version,
+                                   list(params.instances), request, "instances")
+        return BatchRollbackResult(
+            rollback_id=run.run_id,
+            service=run.service,
+            target_version=run.version,
+            status=run.status,
+            instances=tuple(run.params["instances"]),
+            total_instances=len(run.params["instances"]),
+            started_at=run.created_at,
+        )
+
+    def _start_rollback(
+        self,
+        rollback_id: str,
+        service: str,
+        version: str,
+        instance_ids: list[str],
+        request: dict[str, object],
+        field: str,
+    ) -> RunRecord:
+        existing = self.store.get_run(rollback_id)
+        if existing is not None:
+            if existing.kind == "rollback" and existing.params == request:
+                return existing
+            raise ConflictError(
+                f"rollback_id {rollback_id} is already used by a run with different "
+                "parameters",
+                key=rollback_id,
+            )
+        targets = rollbacks.resolve_targets(self.store, instance_ids, version,
+                                            str(request["package_url"]), field)
+        if request["force"]:
+            self._free_instances(instance_ids)
+        run, members = rollbacks.build_run(rollback_id, service, version, targets, request,
+                                           _who())
+        self.store.create_run(run, members)
+        self.logger.info("rollback %s of %d instance(s) to %s recorded", rollback_id,
+                         len(members), version)
+        self.executor.submit(rollback_id)
+        return self.store.get_run(rollback_id) or run
+
+    def _free_instances(self, instance_ids: list[str]) -> None:
+        """For a forced rollback: cancel the runs holding these instances, and wait."""
+        for run_id in sorted(set(self.store.busy_runs(instance_ids).values())):
+            self.logger.warning("forced rollback: cancelling run %s", run_id)
+            try:
+                result = self.cancel_deployment(run_id)
+            except ConflictError:
+                continue  # it finished meanwhile
+            if result.cancelled_at is None:
+                raise ConflictError(
+                    f"forced rollback: run {run_id} is still stopping; try again shortly",
+                    key=run_id,
+                )
+
+    # -- version truth and history ------------------------------------------------------
+    def refresh_versions(self, service: str, adopt: bool = False) -> list[VersionCheck]:
+        """Probe every instance of ``service`` and compare its disk with the record.
+
+        A disagreement is drift: reported and kept next to the record, not silently
+        written over it, unless ``adopt`` (then the disk becomes the record).
+        """
+        from orchestrator.probe import probe_instances
+
+        service = validation.validate_name("service", service)
+        records = self.store.service_instances(service)
+        if not records:
+            raise NotFoundError("service", service)
+        seen = probe_instances(self.settings, service, records)
+        truths = {i: o.current_version for i, o in seen.items() if o.reachable}
+        self.store.record_observations(truths, authoritative=adopt)
+        checks = []
+        for r in records:
+            obs = seen[r.instance_id]
+            checks.append(VersionCheck(
+                instance_id=r.instance_id,
+                recorded_version=r.version,
+                observed_version=obs.current_version,
+                reachable=obs.reachable,
+                error=obs.error,
+                adopted=adopt and obs.reachable and obs.current_version != r.version,
+            ))
+        return checks
+
+    def history(self, service: str, limit: int = 50) -> list[RunSummary]:
+        """Deployments and rollbacks of ``service``, newest first (the audit trail)."""
+        service = validation.validate_name("service", service)
+        limit = validation.validate_limit(limit)
+        self._recover()
+        return self.store.run_summaries(service, limit)
+
+    def _recover(self) -> None:
+        """Close runs whose worker died (DESIGN.md section 3); cheap when there are none."""
+        from orchestrator.recovery import recover_stale_runs
+
+        for run_id in recover_stale_runs(self.settings, self.store):
+            self.logger.warning("run %s lost its worker and was closed as failed", run_id)
 
     # -- helpers ------------------------------------------------------------------------
     def _check_members(self, service: str, instance_ids: tuple[str, ...]) -> None:
@@ -269,6 +455,11 @@ class FloyDeployService:
             total_instances=len(run.params.get("instances", [])),
             started_at=run.created_at,
         )
+
+
+def _generated_id(kind: str, subject: str, version: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return f"{kind}-{subject}-{version}-{stamp}-{uuid.uuid4().hex[:6]}"[:128]
 
 
 def _who() -> str:

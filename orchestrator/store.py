@@ -39,6 +39,13 @@ class InstanceRecord:
     version_updated_at: datetime | None
     last_heartbeat: datetime | None
     metadata: dict[str, str] = field(default_factory=dict)
+    observed_version: str | None = None  # what the last probe read on the host
+    observed_at: datetime | None = None
+
+    @property
+    def drift(self) -> bool:
+        """The host was last seen on another version than the one recorded."""
+        return self.observed_version is not None and self.observed_version != self.version
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,76 @@ class RunInstanceRecord:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     error_message: str = ""
+    package_url: str = ""  # per-instance package of a rollback (from history or the request)
+    package_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of a service's history."""
+
+    run_id: str
+    kind: str
+    version: str
+    status: Status
+    created_by: str
+    started_at: datetime
+    finished_at: datetime | None
+    total: int
+    completed: int
+    failed: int
+    cancelled: int
+    parent_run_id: str | None
+    rollback_run_id: str | None
+    error_message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (times RFC 3339 UTC)."""
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "version": self.version,
+            "status": self.status.value,
+            "created_by": self.created_by,
+            "started_at": format_time(self.started_at),
+            "finished_at": _t(self.finished_at),
+            "total": self.total,
+            "completed": self.completed,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "parent_run_id": self.parent_run_id or "",
+            "rollback_id": self.rollback_run_id or "",
+            "error_message": self.error_message,
+        }
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """What a probe read on one instance, against the record."""
+
+    instance_id: str
+    recorded_version: str
+    observed_version: str
+    reachable: bool
+    error: str
+    adopted: bool
+
+    @property
+    def drift(self) -> bool:
+        """Reached, and its disk disagrees with the record."""
+        return self.reachable and self.observed_version != self.recorded_version
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "instance_id": self.instance_id,
+            "recorded_version": self.recorded_version,
+            "observed_version": self.observed_version,
+            "reachable": self.reachable,
+            "drift": self.drift,
+            "adopted": self.adopted,
+            "error": self.error,
+        }
 
 
 def _t(value: datetime | None) -> str | None:
@@ -229,10 +306,17 @@ class Store:
             return row is not None
 
     # -- runs ---------------------------------------------------------------------------
-    def create_run(self, run: RunRecord, members: Sequence[RunInstanceRecord]) -> None:
+    def create_run(
+        self,
+        run: RunRecord,
+        members: Sequence[RunInstanceRecord],
+        take_over_from: str | None = None,
+    ) -> None:
         """Record a run and its instances, and lock those instances, atomically.
 
         Raises ConflictError if the run ID exists or any instance is busy in another run.
+        ``take_over_from`` hands that run's locks on these instances to the new run in the
+        same transaction (an automatic rollback takes over from its deployment).
         """
         now = _t(run.created_at)
         with self.write() as conn:
@@ -240,6 +324,18 @@ class Store:
                 sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run.run_id)
             ).first():
                 raise ConflictError(f"run {run.run_id} already exists", key=run.run_id)
+            if take_over_from is not None:
+                conn.execute(
+                    t.instance_locks.delete().where(
+                        t.instance_locks.c.run_id == take_over_from,
+                        t.instance_locks.c.instance_id.in_([m.instance_id for m in members]),
+                    )
+                )
+                conn.execute(
+                    t.runs.update()
+                    .where(t.runs.c.run_id == take_over_from)
+                    .values(rollback_run_id=run.run_id)
+                )
             busy = conn.execute(
                 sa.select(t.instance_locks.c.instance_id, t.instance_locks.c.run_id)
                 .where(t.instance_locks.c.instance_id.in_([m.instance_id for m in members]))
@@ -291,6 +387,42 @@ class Store:
             query = query.where(t.runs.c.service == service)
         with self.read() as conn:
             return [_run(r) for r in conn.execute(query)]
+
+    def run_summaries(self, service: str, limit: int) -> list[RunSummary]:
+        """Newest runs of a service with their per-status instance counts."""
+        ri = t.run_instances
+        counts = (
+            sa.select(
+                ri.c.run_id,
+                sa.func.count().label("total"),
+                *[
+                    sa.func.sum(sa.case((ri.c.status == s.value, 1), else_=0)).label(s.value)
+                    for s in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+                ],
+            )
+            .group_by(ri.c.run_id)
+            .subquery()
+        )
+        query = (
+            sa.select(t.runs, counts.c.total, counts.c.completed, counts.c.failed,
+                      counts.c.cancelled)
+            .join(counts, counts.c.run_id == t.runs.c.run_id, isouter=True)
+            .where(t.runs.c.service == service)
+            .order_by(t.runs.c.created_at.desc())
+            .limit(limit)
+        )
+        with self.read() as conn:
+            return [
+                RunSummary(
+                    run_id=r.run_id, kind=r.kind, version=r.version, status=Status(r.status),
+                    created_by=r.created_by, started_at=parse_time(r.created_at),
+                    finished_at=_dt(r.finished_at), total=int(r.total or 0),
+                    completed=int(r.completed or 0), failed=int(r.failed or 0),
+                    cancelled=int(r.cancelled or 0), parent_run_id=r.parent_run_id,
+                    rollback_run_id=r.rollback_run_id, error_message=r.error_message,
+                )
+                for r in conn.execute(query)
+            ]
 
     def set_run_status(
         self,
@@ -414,6 +546,61 @@ class Store:
             ).scalar_one_or_none()
             return value is not None
 
+    def busy_runs(self, instance_ids: Iterable[str]) -> dict[str, str]:
+        """Instance ID -> the run holding its lock, for the given instances."""
+        wanted = list(instance_ids)
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(t.instance_locks.c.instance_id, t.instance_locks.c.run_id).where(
+                    t.instance_locks.c.instance_id.in_(wanted)
+                )
+            )
+            return {r.instance_id: r.run_id for r in rows}
+
+    def stale_runs(self, pending_grace: float) -> list[RunRecord]:
+        """Unfinished runs whose worker is gone: lease expired, or never taken in time."""
+        now = utcnow()
+        unclaimed_before = datetime.fromtimestamp(now.timestamp() - pending_grace, now.tzinfo)
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(t.runs).where(
+                    t.runs.c.finished_at.is_(None),
+                    sa.or_(
+                        t.runs.c.lease_expires_at < _t(now),
+                        sa.and_(
+                            t.runs.c.lease_owner.is_(None),
+                            t.runs.c.created_at < _t(unclaimed_before),
+                        ),
+                    ),
+                )
+            )
+            return [_run(r) for r in rows]
+
+    def record_observations(
+        self, observed: dict[str, str], *, authoritative: bool
+    ) -> None:
+        """Store what a probe read on the hosts (instance ID -> version on disk).
+
+        ``authoritative`` (after a cancel or a lost worker, or ``refresh --adopt``) makes
+        the observed version the recorded one; otherwise a different version is kept as
+        drift next to the record, for a person to look at.
+        """
+        now = utcnow()
+        with self.write() as conn:
+            for instance_id, version in observed.items():
+                values: dict[str, Any] = {
+                    "observed_version": version,
+                    "observed_at": _t(now),
+                    "last_heartbeat": _t(now),
+                }
+                if authoritative:
+                    _set_instance_version(conn, instance_id, version, now)
+                conn.execute(
+                    t.instances.update()
+                    .where(t.instances.c.instance_id == instance_id)
+                    .values(**values)
+                )
+
     # -- release history ----------------------------------------------------------------
     def release_history(self, instance_id: str) -> list[dict[str, str]]:
         """Versions that completed on an instance, newest first."""
@@ -433,6 +620,13 @@ class Store:
                 }
                 for r in rows
             ]
+
+    def completed_release(self, instance_id: str, version: str) -> dict[str, str] | None:
+        """The history entry of ``version`` on an instance, if it ever completed there."""
+        for entry in self.release_history(instance_id):
+            if entry["version"] == version:
+                return entry
+        return None
 
     def counts(self) -> dict[str, int]:
         """Row count of every table (used by tests to prove nothing was stored)."""
@@ -479,7 +673,12 @@ def _set_instance_version(conn: Connection, instance_id: str, version: str, now:
     row = conn.execute(
         sa.select(t.instances.c.version).where(t.instances.c.instance_id == instance_id)
     ).first()
-    values: dict[str, Any] = {"last_heartbeat": _t(now)}
+    # The module or probe just read this version on the host: it is also what was observed.
+    values: dict[str, Any] = {
+        "last_heartbeat": _t(now),
+        "observed_version": version,
+        "observed_at": _t(now),
+    }
     if row is not None and row.version != version:
         values.update(version=version, version_updated_at=_t(now))
     conn.execute(
@@ -517,6 +716,8 @@ def _instance(r: Any) -> InstanceRecord:
         version_updated_at=_dt(r.version_updated_at),
         last_heartbeat=_dt(r.last_heartbeat),
         metadata=json.loads(r.metadata_json),
+        observed_version=r.observed_version,
+        observed_at=_dt(r.observed_at),
     )
 
 
@@ -574,6 +775,8 @@ def _member_values(m: RunInstanceRecord) -> dict[str, Any]:
         "started_at": _t(m.started_at),
         "completed_at": _t(m.completed_at),
         "error_message": m.error_message,
+        "package_url": m.package_url,
+        "package_sha256": m.package_sha256,
     }
 
 

@@ -7,27 +7,30 @@ the single source of truth: progress is written as events arrive, so any process
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator import plan as planning
-from orchestrator import runner
-from orchestrator.events import FoldState, RunnerEvent, fold_event
+from orchestrator import rollbacks, runner
+from orchestrator.events import FoldState, InstanceUpdate, RunnerEvent, fold_event
 from orchestrator.models import Status
+from orchestrator.probe import probe_instances
 from orchestrator.settings import Settings
-from orchestrator.store import RunInstanceRecord, RunRecord, Store
+from orchestrator.store import InstanceRecord, RunInstanceRecord, RunRecord, Store
+from orchestrator.timefmt import utcnow
 
 log = logging.getLogger(__name__)
 
-Execute = Callable[
-    [planning.RunPlan, Callable[[RunnerEvent], None], Callable[[], bool]], runner.RunnerOutcome
-]
+Execute = runner.Execute
+# How often the worker reads the store for a cancel request (runner asks every 0.2 s).
+CANCEL_CHECK_SECONDS = 0.25
 
 
 @dataclass
@@ -71,26 +74,37 @@ class Worker:
                        threading.Event(), threading.Event())
         keeper = threading.Thread(target=lease.keep, name=f"lease-{run_id}", daemon=True)
         keeper.start()
+        follow_up: str | None = None
         try:
-            return self._carry(run_id, lease)
+            status, follow_up = self._carry(run_id, lease)
         except Exception as exc:
             log.exception("run %s failed inside floy", run_id)
             self._abort(run_id, f"internal error in the worker: {exc}")
-            return Status.FAILED
+            status = Status.FAILED
         finally:
             lease.stop.set()
             keeper.join(timeout=5)
+        if follow_up is not None:
+            self.run(follow_up)  # the automatic rollback, carried by this same worker
+        return status
 
-    def _carry(self, run_id: str, lease: _Lease) -> Status:
+    def _carry(self, run_id: str, lease: _Lease) -> tuple[Status, str | None]:
         loaded = self.store.get_run_with_members(run_id)
         if loaded is None:
             raise LookupError(f"run {run_id} vanished from the store")
         run, members = loaded
+        if run.cancel_requested_at is not None:
+            return self._cancel_before_start(run), None
         instances = self.store.get_instances(m.instance_id for m in members)
         ordered = [instances[m.instance_id] for m in members if m.instance_id in instances]
         self.store.set_run_status(run_id, Status.IN_PROGRESS)
-        extravars = planning.deploy_extravars(run, self.settings)
-        plan = planning.bake(self.settings, run, ordered, extravars)
+        if run.kind == "rollback":
+            plan = planning.bake(self.settings, run, ordered,
+                                 planning.rollback_extravars(run, self.settings),
+                                 planning.rollback_host_vars(members))
+        else:
+            plan = planning.bake(self.settings, run, ordered,
+                                 planning.deploy_extravars(run, self.settings))
 
         state = FoldState.start(
             [m.instance_id for m in members],
@@ -98,26 +112,36 @@ class Worker:
             sha256=str(run.params.get("package_sha256", "")),
         )
         holder = {"state": state}
+        by_id = {m.instance_id: m for m in members}
 
         def on_event(event: RunnerEvent) -> None:
             new_state, updates = fold_event(holder["state"], event)
             holder["state"] = new_state
             if updates:
+                if run.kind == "rollback":  # each instance has its own package
+                    updates = [_with_member_package(u, by_id) for u in updates]
                 self.store.apply_updates(run_id, updates)
 
+        checks = {"next": 0.0}
+
         def should_cancel() -> bool:
-            return lease.lost.is_set()
+            if lease.lost.is_set():
+                return True
+            now = time.monotonic()
+            if now < checks["next"]:
+                return False
+            checks["next"] = now + CANCEL_CHECK_SECONDS
+            return self.store.cancel_requested(run_id)
 
         outcome = self.execute(plan, on_event, should_cancel)
-        return self._finalise(run, members, holder["state"], outcome)
+        if outcome.cancelled:
+            reason = "worker lost its lease" if lease.lost.is_set() else "cancelled on request"
+            return self._finalise_cancel(run, holder["state"], ordered, reason), None
+        return self._finalise(run, holder["state"], outcome)
 
     def _finalise(
-        self,
-        run: RunRecord,
-        members: list[RunInstanceRecord],
-        state: FoldState,
-        outcome: runner.RunnerOutcome,
-    ) -> Status:
+        self, run: RunRecord, state: FoldState, outcome: runner.RunnerOutcome
+    ) -> tuple[Status, str | None]:
         counts = state.counts()
         failed = counts[Status.FAILED]
         max_failures = int(run.params.get("max_failures", 0))
@@ -137,18 +161,48 @@ class Worker:
         assert final is not None
         statuses = [m.status for m in final[1]]
         total = len(statuses)
-        done = statuses.count(Status.COMPLETED)
-        if done == total:
+        if statuses.count(Status.COMPLETED) == total:
             self.store.set_run_status(run.run_id, Status.COMPLETED, error_message="",
                                       finished=True)
-            return Status.COMPLETED
+            return Status.COMPLETED, None
         message = (f"{statuses.count(Status.FAILED)} of {total} instances failed, "
                    f"{statuses.count(Status.CANCELLED)} not started")
         if not state.finished and outcome.stdout_tail and outcome.status != "successful":
             message += f"; {ended}:\n{outcome.stdout_tail}"
+        follow_up = None
+        if run.kind == "deploy" and run.params.get("auto_rollback"):
+            follow_up, note = rollbacks.start_automatic(self.store, run, final[1])
+            message += f"; {note}"
         self.store.set_run_status(run.run_id, Status.FAILED, error_message=message,
                                   finished=True)
-        return Status.FAILED
+        return Status.FAILED, follow_up
+
+    def _finalise_cancel(
+        self,
+        run: RunRecord,
+        state: FoldState,
+        instances: list[InstanceRecord],
+        reason: str,
+    ) -> Status:
+        """After a cancel: never-started instances end cancelled; in-flight ones are probed
+        and recorded with the version their disk really points at."""
+        self.store.finish_members(run.run_id, Status.CANCELLED, f"not started: {reason}",
+                                  [Status.PENDING])
+        in_flight = [i for i in instances if state.statuses.get(i.instance_id)
+                     is Status.IN_PROGRESS]
+        settle_in_flight(self.settings, self.store, run, in_flight, Status.CANCELLED,
+                         f"{reason} while in progress")
+        self.store.set_run_status(run.run_id, Status.CANCELLED, error_message=reason,
+                                  finished=True)
+        return Status.CANCELLED
+
+    def _cancel_before_start(self, run: RunRecord) -> Status:
+        self.store.finish_members(run.run_id, Status.CANCELLED,
+                                  "not started: cancelled on request",
+                                  [Status.PENDING, Status.IN_PROGRESS])
+        self.store.set_run_status(run.run_id, Status.CANCELLED,
+                                  error_message="cancelled before it started", finished=True)
+        return Status.CANCELLED
 
     def _abort(self, run_id: str, reason: str) -> None:
         try:
@@ -157,6 +211,45 @@ class Worker:
             self.store.set_run_status(run_id, Status.FAILED, error_message=reason, finished=True)
         except Exception:
             log.exception("could not record the failure of %s", run_id)
+
+
+def settle_in_flight(
+    settings: Settings,
+    store: Store,
+    run: RunRecord,
+    in_flight: list[InstanceRecord],
+    status: Status,
+    reason: str,
+) -> None:
+    """Probe instances whose outcome is unknown and record what their disk says."""
+    if not in_flight:
+        return
+    seen = probe_instances(settings, run.service, in_flight)
+    truths = {i: o.current_version for i, o in seen.items() if o.reachable}
+    store.record_observations(truths, authoritative=True)
+    updates = []
+    for instance_id, obs in seen.items():
+        if obs.reachable:
+            detail = f"{reason}; the instance runs {obs.current_version or 'no release'}"
+        else:
+            detail = f"{reason}; probe failed ({obs.error}): its version is unknown"
+        updates.append(InstanceUpdate(
+            instance_id, status=status, error_message=detail, completed_at=utcnow(),
+            current_version=obs.current_version if obs.reachable else None,
+        ))
+    store.apply_updates(run.run_id, updates)
+
+
+def _with_member_package(
+    update: InstanceUpdate, members: dict[str, RunInstanceRecord]
+) -> InstanceUpdate:
+    member = members.get(update.instance_id)
+    if update.release is None or member is None:
+        return update
+    release = dict(update.release)
+    release["package_url"] = member.package_url or release.get("package_url", "")
+    release["sha256"] = member.package_sha256 or release.get("sha256", "")
+    return dataclasses.replace(update, release=release)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,3 +111,31 @@ def _is_root() -> bool:
     import os
 
     return os.geteuid() == 0
+
+
+def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # the tables as floy 0.1 created them
+        conn.executescript(
+            "CREATE TABLE floy_schema (id INTEGER PRIMARY KEY, version INTEGER NOT NULL);"
+            "INSERT INTO floy_schema VALUES (1, 1);"
+            "CREATE TABLE instances (instance_id VARCHAR(128) PRIMARY KEY, service VARCHAR(128)"
+            " NOT NULL, host VARCHAR(253) NOT NULL, port INTEGER NOT NULL, version VARCHAR(128)"
+            " DEFAULT '' NOT NULL, version_updated_at VARCHAR(32), last_heartbeat VARCHAR(32),"
+            " metadata_json TEXT DEFAULT '{}' NOT NULL, created_at VARCHAR(32) NOT NULL);"
+            "INSERT INTO instances (instance_id, service, host, port, created_at) VALUES"
+            " ('i-1', 'svc', 'h', 1, '2026-01-01T00:00:00.000000Z');"
+            "CREATE TABLE run_instances (run_id VARCHAR(128), instance_id VARCHAR(128),"
+            " position INTEGER NOT NULL, batch INTEGER NOT NULL, status VARCHAR(16) NOT NULL,"
+            " phase VARCHAR(32) DEFAULT '' NOT NULL, previous_version VARCHAR(128) DEFAULT ''"
+            " NOT NULL, current_version VARCHAR(128) DEFAULT '' NOT NULL, target_version"
+            " VARCHAR(128) NOT NULL, attempts INTEGER DEFAULT '0' NOT NULL, started_at"
+            " VARCHAR(32), completed_at VARCHAR(32), error_message TEXT DEFAULT '' NOT NULL,"
+            " PRIMARY KEY (run_id, instance_id));"
+        )
+    store = Store.open(f"sqlite:///{db}")
+    assert store.get_instances(["i-1"])["i-1"].observed_version is None
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM floy_schema").fetchone()[0] == 2
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(run_instances)")}
+        assert {"package_url", "package_sha256"} <= cols
