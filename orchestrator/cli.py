@@ -120,13 +120,16 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, inventory_dir:
               help="Instances per serial batch: a count or a percentage (25%).")
 @click.option("--max-failures", type=int, default=0, show_default=True,
               help="Failed instances tolerated; once exceeded, no further batch starts.")
+@click.option("--auto-rollback", is_flag=True,
+              help="If the deployment fails, roll the instances it switched back to their "
+                   "previous version (a linked rollback run).")
 @click.option("--detach", is_flag=True, help="Return at once instead of following the run.")
-@click.option("--json", "as_json", is_flag=True, help="Print the DeployResult (implies --detach"
-              " unless --follow) or, when following, the final DeployStatus.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the spec's DeployResult and return at once.")
 @pass_ctx
 def deploy(c: Context, service: str, version: str, package_url: str, instances: tuple[str, ...],
            package_sha256: str, deploy_id: str, timeout: int, retry_count: int, batch_size: str,
-           max_failures: int, detach: bool, as_json: bool) -> None:
+           max_failures: int, auto_rollback: bool, detach: bool, as_json: bool) -> None:
     """Deploy VERSION of SERVICE from an HTTPS package, in serial batches."""
     from orchestrator.models import DeployParams
 
@@ -140,7 +143,7 @@ def deploy(c: Context, service: str, version: str, package_url: str, instances: 
         service=service, version=version, instances=ids, package_url=package_url,
         deploy_id=deploy_id or _generated_id("deploy", service, version),
         timeout=timeout, retry_count=retry_count, batch_size=batch_size,
-        max_failures=max_failures, package_sha256=package_sha256,
+        max_failures=max_failures, package_sha256=package_sha256, auto_rollback=auto_rollback,
     )
     result = c.service.execute_deployment(params)
     if detach or as_json:
@@ -152,7 +155,7 @@ def deploy(c: Context, service: str, version: str, package_url: str, instances: 
         return
     click.echo(f"deploying {service} {version} to {len(ids)} instance(s) in batches of "
                f"{batch_size} (run {result.deploy_id})")
-    _follow(c, result.deploy_id)
+    _follow(c, result.deploy_id, then_rollback=auto_rollback)
 
 
 def _generated_id(kind: str, service: str, version: str) -> str:
@@ -160,16 +163,21 @@ def _generated_id(kind: str, service: str, version: str) -> str:
     return f"{kind}-{service}-{version}-{stamp}-{int(time.time() * 1000) % 1000:03d}"[:128]
 
 
-def _follow(c: Context, run_id: str) -> None:
+def _follow(c: Context, run_id: str, then_rollback: bool = False) -> None:
     from orchestrator import display
 
     try:
         final = display.follow(lambda: c.service.get_deployment_status(run_id), sys.stdout)
+        if then_rollback and final.rollback_id:
+            click.echo(f"following the automatic rollback {final.rollback_id}")
+            display.follow(lambda: c.service.get_deployment_status(final.rollback_id),
+                           sys.stdout)
     except KeyboardInterrupt:
         run = c.store.get_run(run_id)
         pid = f" (worker pid {run.worker_pid})" if run and run.worker_pid else ""
         click.echo(f"\nstopped following {run_id}; the run goes on in the background{pid}.\n"
-                   f"  watch it:  floy status {run_id} --watch", err=True)
+                   f"  watch it:  floy status {run_id} --watch\n"
+                   f"  stop it:   floy cancel {run_id}", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
     sys.exit(run_exit_code(final.status.value))
 
@@ -199,15 +207,173 @@ def status(c: Context, deploy_id: str, watch: bool, as_json: bool) -> None:
     sys.exit(run_exit_code(result.status.value))
 
 
+# -- cancel ---------------------------------------------------------------------------------
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("deploy_id")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for the run to stop.")
+@click.option("--json", "as_json", is_flag=True, help="Print the spec's CancelResult JSON.")
+@pass_ctx
+def cancel(c: Context, deploy_id: str, wait: float, as_json: bool) -> None:
+    """Cancel a deployment or rollback: no new batch starts, instances in flight are stopped
+    and probed. Exits 7 if the run is still stopping when --wait runs out."""
+    c.service.cancel_wait_seconds = max(0.0, wait)
+    result = c.service.cancel_deployment(deploy_id)
+    if as_json:
+        emit_json(result.to_dict())
+    elif result.cancelled_at is not None:
+        click.echo(f"{deploy_id}: {result.status.value} at {result.cancelled_at:%H:%M:%S}Z; "
+                   f"details: floy status {deploy_id}")
+    else:
+        click.echo(f"{deploy_id}: cancel requested, still stopping; "
+                   f"watch: floy status {deploy_id} --watch", err=True)
+    if result.cancelled_at is None:
+        sys.exit(int(ExitCode.STILL_RUNNING))
+    if result.status.value != "cancelled":
+        sys.exit(int(ExitCode.CONFLICT))  # it finished on its own before the cancel landed
+
+
+# -- rollback -------------------------------------------------------------------------------
+@cli.group()
+def rollback() -> None:
+    """Roll instances back to a version they ran before (a run you can watch and cancel)."""
+
+
+def _rollback_options(fn: Any) -> Any:
+    fn = click.option("--url", "package_url", default="",
+                      help="HTTPS package URL (default: the release on the host, or the URL "
+                           "recorded when that version last completed there).")(fn)
+    fn = click.option("--force", is_flag=True,
+                      help="Cancel any run holding the instances first, and reinstall even "
+                           "if the target is current.")(fn)
+    fn = click.option("--timeout", type=int, default=300, show_default=True,
+                      help="Seconds allowed per instance.")(fn)
+    fn = click.option("--rollback-id", default="", help="Run ID (default: generated).")(fn)
+    fn = click.option("--detach", is_flag=True, help="Return at once.")(fn)
+    fn = click.option("--json", "as_json", is_flag=True,
+                      help="Print the spec's result JSON and return at once.")(fn)
+    return fn
+
+
+@rollback.command("instance", epilog=EXIT_CODES_HELP)
+@click.argument("instance_id")
+@click.argument("target_version")
+@_rollback_options
+@pass_ctx
+def rollback_instance(c: Context, instance_id: str, target_version: str, package_url: str,
+                      force: bool, timeout: int, rollback_id: str, detach: bool,
+                      as_json: bool) -> None:
+    """Roll INSTANCE_ID back to TARGET_VERSION."""
+    from orchestrator.models import InstanceRollbackParams
+
+    result = c.service.rollback_instance(InstanceRollbackParams(
+        instance_id=instance_id, target_version=target_version, package_url=package_url,
+        force=force, timeout=timeout, rollback_id=rollback_id))
+    _after_start(c, result.rollback_id, result.to_dict(), detach, as_json,
+                 f"rolling {instance_id} back to {target_version}")
+
+
+@rollback.command("batch", epilog=EXIT_CODES_HELP)
+@click.argument("service")
+@click.argument("target_version")
+@click.option("-i", "--instance", "instances", multiple=True,
+              help="Instance ID (repeat, or comma-separated). Default: every instance.")
+@click.option("--batch-size", default="1", show_default=True)
+@click.option("--max-failures", type=int, default=0, show_default=True)
+@_rollback_options
+@pass_ctx
+def rollback_batch(c: Context, service: str, target_version: str, instances: tuple[str, ...],
+                   batch_size: str, max_failures: int, package_url: str, force: bool,
+                   timeout: int, rollback_id: str, detach: bool, as_json: bool) -> None:
+    """Roll instances of SERVICE back to TARGET_VERSION in serial batches."""
+    from orchestrator.models import BatchRollbackParams
+
+    ids = _instance_ids(c, service, instances)
+    result = c.service.rollback_batch(BatchRollbackParams(
+        service=service, target_version=target_version, instances=ids,
+        package_url=package_url, force=force, timeout=timeout, batch_size=batch_size,
+        max_failures=max_failures, rollback_id=rollback_id))
+    _after_start(c, result.rollback_id, result.to_dict(), detach, as_json,
+                 f"rolling {len(ids)} instance(s) of {service} back to {target_version} in "
+                 f"batches of {batch_size}")
+
+
+def _after_start(c: Context, run_id: str, result: dict[str, Any], detach: bool,
+                 as_json: bool, what: str) -> None:
+    if as_json:
+        emit_json(result)
+        return
+    if detach:
+        click.echo(f"{what}: run {run_id}; follow with: floy status {run_id} --watch")
+        return
+    click.echo(f"{what} (run {run_id})")
+    _follow(c, run_id)
+
+
+def _instance_ids(c: Context, service: str, given: tuple[str, ...]) -> tuple[str, ...]:
+    ids = tuple(part.strip() for item in given for part in item.split(",") if part.strip())
+    if ids:
+        return ids
+    ids = tuple(r.instance_id for r in c.store.service_instances(service))
+    if not ids:
+        raise ValidationError("instances", f"no instance given and none registered for "
+                                           f"service {service!r}")
+    return ids
+
+
+# -- history --------------------------------------------------------------------------------
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("service")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of runs.")
+@pass_ctx
+def history(c: Context, service: str, limit: int, as_json: bool) -> None:
+    """Deployments and rollbacks of SERVICE: who, when, which version, outcome."""
+    from orchestrator import display
+
+    runs = c.service.history(service, limit)
+    if as_json:
+        emit_json([r.to_dict() for r in runs])
+    else:
+        click.echo(display.render_history(service, runs))
+
+
+# -- refresh --------------------------------------------------------------------------------
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("service")
+@click.option("--adopt", is_flag=True,
+              help="Make what the hosts run the recorded version (instead of reporting drift).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of checks.")
+@pass_ctx
+def refresh(c: Context, service: str, adopt: bool, as_json: bool) -> None:
+    """Probe every instance of SERVICE and report drift from the record (exit 1 on drift or
+    unreachable instances)."""
+    from orchestrator import display
+
+    checks = c.service.refresh_versions(service, adopt=adopt)
+    if as_json:
+        emit_json([chk.to_dict() for chk in checks])
+    else:
+        click.echo(display.render_checks(service, checks))
+    if any((chk.drift and not chk.adopted) or not chk.reachable for chk in checks):
+        sys.exit(int(ExitCode.RUN_FAILED))
+
+
 # -- versions -------------------------------------------------------------------------------
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("service")
+@click.option("--refresh", "probe_first", is_flag=True,
+              help="Probe the instances first (drift is reported on stderr, not adopted).")
 @click.option("--json", "as_json", is_flag=True, help="Print the spec's ServiceVersions JSON.")
 @pass_ctx
-def versions(c: Context, service: str, as_json: bool) -> None:
+def versions(c: Context, service: str, probe_first: bool, as_json: bool) -> None:
     """Which version every instance of SERVICE runs."""
     from orchestrator import display
 
+    if probe_first:
+        for chk in c.service.refresh_versions(service):
+            if chk.drift or not chk.reachable:
+                click.echo(display.check_line(chk).strip(), err=True)
     result = c.service.get_service_instance_versions(service)
     if as_json:
         emit_json(result.to_dict())

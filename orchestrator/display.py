@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from orchestrator.models import DeployStatus, InstanceStatus, ServiceInstances, ServiceVersions
+from orchestrator.store import RunSummary, VersionCheck
 from orchestrator.timefmt import utcnow
 
 Sleep = Callable[[float], None]
@@ -75,6 +76,44 @@ def render_versions(versions: ServiceVersions) -> str:
     counts = sorted(versions.version_summary.items())
     summary = ", ".join(f"{v or '(none)'}: {n}" for v, n in counts)
     lines.append(f"  summary: {summary}")
+    return "\n".join(lines)
+
+
+def render_history(service: str, runs: list[RunSummary]) -> str:
+    """Text view of a service's runs, newest first."""
+    if not runs:
+        return f"{service}: no runs yet"
+    lines = [f"{'started (UTC)':<20} {'kind':<9} {'version':<12} {'status':<11} "
+             f"{'done/total':<10} {'by':<12} run"]
+    for r in runs:
+        link = ""
+        if r.rollback_run_id:
+            link = f"  -> rolled back by {r.rollback_run_id}"
+        elif r.parent_run_id:
+            link = f"  <- after {r.parent_run_id}"
+        lines.append(f"{r.started_at:%Y-%m-%d %H:%M:%S}  {r.kind:<9} {r.version:<12} "
+                     f"{r.status.value:<11} {f'{r.completed}/{r.total}':<10} "
+                     f"{r.created_by[:12]:<12} {r.run_id}{link}")
+    return "\n".join(lines)
+
+
+def check_line(check: VersionCheck) -> str:
+    """One instance of a refresh."""
+    if not check.reachable:
+        return f"  {check.instance_id:<24} unreachable: {check.error}"
+    text = f"  {check.instance_id:<24} recorded {check.recorded_version or '(none)':<12} " \
+           f"on disk {check.observed_version or '(none)':<12}"
+    if check.drift:
+        text += "  adopted" if check.adopted else "  DRIFT"
+    return text
+
+
+def render_checks(service: str, checks: list[VersionCheck]) -> str:
+    """Text view of a refresh."""
+    drift = sum(1 for c in checks if c.drift and not c.adopted)
+    down = sum(1 for c in checks if not c.reachable)
+    lines = [f"{service}: probed {len(checks)} instance(s), {drift} drifted, {down} unreachable"]
+    lines += [check_line(c) for c in checks]
     return "\n".join(lines)
 
 

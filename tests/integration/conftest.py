@@ -62,6 +62,31 @@ class FloyEnv:
         self.service.execute_deployment(params)
         return self.service.get_deployment_status(deploy_id)
 
+    def wait(self, run_id: str, timeout: float = 120.0) -> DeployStatus:
+        """Poll until the run has ended (for detached workers)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.service.get_deployment_status(run_id)
+            if status.status.is_terminal and status.finished_at is not None:
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{run_id} still {status.status.value} after {timeout} s")
+            time.sleep(0.1)
+
+    def wait_in_flight(self, run_id: str, timeout: float = 60.0) -> DeployStatus:
+        """Poll until some instance of the run is in progress."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.service.get_deployment_status(run_id)
+            if any(i.status.value == "in_progress" for i in status.instances):
+                return status
+            time.sleep(0.1)
+        raise AssertionError(f"no instance of {run_id} went in progress")
+
     def current(self, instance_id: str, service: str = SERVICE) -> str | None:
         """The release ``current`` points at on disk, or None."""
         link = self.root / service / instance_id / "current"
@@ -96,13 +121,14 @@ def write_inventory(directory: Path, root: Path) -> Path:
 
 
 def make_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]],
-             inline: bool) -> FloyEnv:
+             inline: bool, lease_seconds: float = 15.0) -> FloyEnv:
     home = tmp_path / "home"
     root = tmp_path / "root"
     root.mkdir()
     inventory = write_inventory(tmp_path / "inventory", root)
     settings = load_settings(home=home, inventory_dir=inventory, environ={
         "FLOY_CA_BUNDLE": str(pki.ca_bundle),  # type: ignore[attr-defined]
+        "FLOY_LEASE_SECONDS": str(lease_seconds),
     })
     store = Store.open(settings.db_url)
     executor = InlineExecutor(settings, store) if inline else ProcessExecutor(settings)
@@ -123,8 +149,8 @@ def floy_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]]
 @pytest.fixture
 def floy_async_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]]
                    ) -> Iterator[FloyEnv]:
-    """floy with detached worker processes, as the CLI uses it."""
-    env = make_env(tmp_path, pki, packages, inline=False)
+    """floy with detached worker processes, as the CLI uses it (short leases)."""
+    env = make_env(tmp_path, pki, packages, inline=False, lease_seconds=3.0)
     yield env
     stop_apps(env.root)
     env.store.close()

@@ -1,0 +1,151 @@
+"""Cancel and crash recovery, with real workers, real ansible-playbook and real apps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import ConflictError, NotFoundError
+from orchestrator.models import DeployParams, Status
+from tests.integration.conftest import FloyEnv
+
+pytestmark = pytest.mark.integration
+
+
+def leftovers(env: FloyEnv, run_id: str, instance_ids: list[str]) -> list[str]:
+    """Live (not zombie) processes of a run: ansible-playbook and its forks, the module,
+    and the hanging restart command of any of its instances."""
+    needles = [str(env.settings.runs_dir / run_id), "AnsiballZ_floy_release"] + [
+        f"floy-hang-{i}" for i in instance_ids]
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(n in cmd for n in needles):
+            found.append(f"{entry}: {cmd[:160]}")
+    return found
+
+
+def start(env: FloyEnv, package: str, ids: list[str], run_id: str, **extra: object) -> None:
+    url, sha = env.packages[package]
+    env.service.execute_deployment(DeployParams(
+        service="hello", version=package.split("-")[0], instances=tuple(ids), package_url=url,
+        deploy_id=run_id, package_sha256=sha, **extra))  # type: ignore[arg-type]
+
+
+def test_cancel_mid_batch_stops_everything_and_tells_the_truth(
+        floy_async_env: FloyEnv) -> None:
+    env = floy_async_env
+    ids = env.register(3)
+    start(env, "1.0.0", ids, "base", batch_size="3")
+    assert env.wait("base").status is Status.COMPLETED
+    start(env, "9.0.0-hang", ids, "c-1", timeout=120, retry_count=0, batch_size="1")
+    env.wait_in_flight("c-1")
+    time.sleep(1.5)  # the restart command of hello-1 is hanging now
+    assert leftovers(env, "c-1", ids), "the run is really running"
+    began = time.monotonic()
+    result = env.service.cancel_deployment("c-1")
+    took = time.monotonic() - began
+    assert result.status is Status.CANCELLED and result.cancelled_at is not None
+    assert took < 20, f"cancel took {took:.1f} s"
+    status = env.service.get_deployment_status("c-1")
+    assert status.status is Status.CANCELLED
+    first, *rest = status.instances
+    assert first.status is Status.CANCELLED and "while in progress" in first.error_message
+    assert first.current_version == "1.0.0" and "runs 1.0.0" in first.error_message
+    for inst in rest:
+        assert inst.status is Status.CANCELLED
+        assert inst.error_message.startswith("not started")
+        assert inst.started_at is None
+    for instance_id in ids:  # on disk: every instance on a complete release, the old one
+        assert env.current(instance_id) == "1.0.0"
+        releases = env.root / "hello" / instance_id / "releases"
+        assert not [p for p in releases.iterdir() if p.name.startswith(".")], "no temp dirs"
+        assert env.answers(instance_id) == "1.0.0"
+    assert leftovers(env, "c-1", ids) == []
+    versions = env.service.get_service_instance_versions("hello")
+    assert versions.version_summary == {"1.0.0": 3}
+
+
+def test_cancel_errors(floy_env: FloyEnv) -> None:
+    ids = floy_env.register(1)
+    floy_env.deploy("1.0.0", ids, "done-1")
+    with pytest.raises(ConflictError, match="already finished"):
+        floy_env.service.cancel_deployment("done-1")
+    with pytest.raises(NotFoundError):
+        floy_env.service.cancel_deployment("nope-1")
+
+
+def test_cancel_of_a_run_no_worker_took_yet(floy_env: FloyEnv) -> None:
+    ids = floy_env.register(2)
+
+    class Held:  # an executor that never starts the worker: the run stays unclaimed
+        def submit(self, run_id: str) -> None:
+            pass
+
+    floy_env.service.executor = Held()
+    start(floy_env, "1.0.0", ids, "held-1")
+    result = floy_env.service.cancel_deployment("held-1")
+    assert result.status is Status.CANCELLED
+    status = floy_env.service.get_deployment_status("held-1")
+    assert [i.status for i in status.instances] == [Status.CANCELLED] * 2
+    assert floy_env.store.busy_runs(ids) == {}, "locks released"
+    assert floy_env.current(ids[0]) is None
+
+
+def test_kill_9_of_the_worker_is_recovered(floy_async_env: FloyEnv) -> None:
+    env = floy_async_env
+    ids = env.register(2)
+    start(env, "1.0.0", ids, "base", batch_size="2")
+    assert env.wait("base").status is Status.COMPLETED
+    start(env, "9.0.0-hang", ids, "k-1", timeout=120, retry_count=0)
+    env.wait_in_flight("k-1")
+    time.sleep(1.0)
+    run = env.store.get_run("k-1")
+    assert run is not None and run.worker_pid
+    os.kill(run.worker_pid, signal.SIGKILL)
+    assert leftovers(env, "k-1", ids), "ansible-playbook outlives its worker"
+    # Any floy call recovers the run once its lease (3 s here) has expired.
+    status = env.wait("k-1", timeout=60)
+    assert status.status is Status.FAILED
+    assert "worker lost" in status.error_message and "orphaned" in status.error_message
+    first, second = status.instances
+    assert first.status is Status.FAILED and "worker lost" in first.error_message
+    assert first.current_version == env.current(ids[0]) == "1.0.0"
+    assert second.status is Status.CANCELLED and second.error_message.startswith("not started")
+    assert leftovers(env, "k-1", ids) == []
+    assert env.store.busy_runs(ids) == {}, "locks released"
+    # the instances can be deployed again
+    start(env, "2.0.0", ids, "after-1", batch_size="2")
+    assert env.wait("after-1").status is Status.COMPLETED
+
+
+def test_cancel_from_another_process(floy_async_env: FloyEnv) -> None:
+    import sys
+
+    env = floy_async_env
+    ids = env.register(1)
+    url, _ = env.packages["2.0.0"]
+    slow = url.replace("/pkgs/", "/slow/30/pkgs/")
+    env.service.execute_deployment(DeployParams(
+        service="hello", version="2.0.0", instances=tuple(ids), package_url=slow,
+        deploy_id="x-1", timeout=120, retry_count=0))
+    env.wait_in_flight("x-1")
+    floy = str(Path(sys.executable).with_name("floy"))
+    proc = subprocess.run([floy, "--home", str(env.home), "--inventory-dir",
+                           str(env.settings.inventory_dir), "cancel", "x-1", "--json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert '"status": "cancelled"' in proc.stdout
+    assert env.current(ids[0]) is None, "a download cut short leaves nothing switched"
+    assert leftovers(env, "x-1", ids) == []
