@@ -795,4 +795,6 @@ def _member(r: Any) -> RunInstanceRecord:
         started_at=_dt(r.started_at),
         completed_at=_dt(r.completed_at),
         error_message=r.error_message,
+        package_url=r.package_url,
+        package_sha256=r.package_sha256,
     )

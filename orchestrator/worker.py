@@ -264,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = Store.open(settings.db_url)
     try:
+        from orchestrator.recovery import recover_stale_runs
+
+        recover_stale_runs(settings, store)  # a worker also closes runs whose worker died
         status = Worker(settings, store).run(args[0])
     finally:
         store.close()

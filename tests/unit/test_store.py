@@ -139,3 +139,32 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
         assert conn.execute("SELECT version FROM floy_schema").fetchone()[0] == 2
         cols = {r[1] for r in conn.execute("PRAGMA table_info(run_instances)")}
         assert {"package_url", "package_sha256"} <= cols
+
+
+def test_members_keep_their_rollback_package(store: Store) -> None:
+    run, members = _run("r1", ["i-0"])
+    members = [RunInstanceRecord("r1", "i-0", 0, 1, Status.PENDING, "1.0",
+                                 package_url="https://p/x.tgz", package_sha256="ab" * 32)]
+    store.create_run(run, members)
+    _loaded, got = store.get_run_with_members("r1")  # type: ignore[misc]
+    assert (got[0].package_url, got[0].package_sha256) == ("https://p/x.tgz", "ab" * 32)
+
+
+def test_take_over_hands_locks_to_the_new_run(store: Store) -> None:
+    store.create_run(*_run("d1", ["i-0", "i-1"]))
+    follow, members = _run("d1-rollback", ["i-0"])
+    store.create_run(follow, members, take_over_from="d1")
+    assert store.busy_runs(["i-0", "i-1"]) == {"i-0": "d1-rollback", "i-1": "d1"}
+    assert store.get_run("d1").rollback_run_id == "d1-rollback"  # type: ignore[union-attr]
+    store.set_run_status("d1", Status.FAILED, finished=True)
+    assert store.busy_runs(["i-0", "i-1"]) == {"i-0": "d1-rollback"}
+
+
+def test_stale_runs_are_found_by_expired_lease(store: Store) -> None:
+    store.create_run(*_run("r1", ["i-0"]))
+    assert store.stale_runs(pending_grace=3600) == []
+    assert [r.run_id for r in store.stale_runs(pending_grace=-1)] == ["r1"]  # never claimed
+    store.acquire_lease("r1", "w", 30, 1)
+    assert store.stale_runs(pending_grace=-1) == []
+    store.acquire_lease("r1", "w", -5, 1)  # the worker stopped renewing
+    assert [r.run_id for r in store.stale_runs(pending_grace=3600)] == ["r1"]
