@@ -161,7 +161,12 @@ def test_take_over_hands_locks_to_the_new_run(store: Store) -> None:
 
 
 def test_stale_runs_are_found_by_expired_lease(store: Store) -> None:
-    store.create_run(*_run("r1", ["i-0"]))
+    import dataclasses
+
+    from orchestrator.timefmt import utcnow
+
+    run, members = _run("r1", ["i-0"])
+    store.create_run(dataclasses.replace(run, created_at=utcnow()), members)
     assert store.stale_runs(pending_grace=3600) == []
     assert [r.run_id for r in store.stale_runs(pending_grace=-1)] == ["r1"]  # never claimed
     store.acquire_lease("r1", "w", 30, 1)
