@@ -88,17 +88,20 @@ def ansible_bin_dir(settings: Settings) -> Path:
     return Path(settings.python).parent
 
 
-def runner_env(settings: Settings, path: str | None = None) -> dict[str, str]:
+def runner_env(settings: Settings, run_id: str, path: str | None = None) -> dict[str, str]:
     """Environment for ansible-playbook. Never put secrets here: runner records it on disk.
 
     ``PATH`` starts with the interpreter's bin directory, so the ansible that floy was
-    installed with is used even when its virtualenv is not activated.
+    installed with is used even when its virtualenv is not activated. ``FLOY_RUN_ID`` tags
+    every process of the run on this machine (modules of local instances included), so a
+    cancel can wait for them to finish cleaning up.
     """
     search = os.pathsep.join(
         p for p in (str(ansible_bin_dir(settings)), path or os.environ.get("PATH", "")) if p
     )
     return {
         "PATH": search,
+        "FLOY_RUN_ID": run_id,
         "ANSIBLE_CONFIG": str(settings.playbook_dir / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -163,6 +166,6 @@ def bake_playbook(
         operator_inventory_dir=settings.inventory_dir,
         extravars=unsafe_tree(dict(extravars)),
         forks=max(1, min(settings.forks, len(instances))),
-        envvars=runner_env(settings),
+        envvars=runner_env(settings, label),
         instance_ids=tuple(i.instance_id for i in instances),
     )

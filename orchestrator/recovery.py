@@ -19,7 +19,7 @@ import time
 import uuid
 
 from orchestrator.models import Status
-from orchestrator.runner import run_processes
+from orchestrator.runner import run_processes, wait_for_run_processes
 from orchestrator.settings import Settings
 from orchestrator.store import RunRecord, Store
 from orchestrator.timefmt import format_time
@@ -49,6 +49,7 @@ def stop_orphans(settings: Settings, run_id: str) -> int:
         time.sleep(0.1)
     for pid, _ in run_processes(marker):
         _kill(pid, signal.SIGKILL)
+    wait_for_run_processes(run_id, STOP_GRACE_SECONDS)  # modules switching back
     return len(found)
 
 

@@ -67,6 +67,38 @@ def run_processes(marker: str) -> list[tuple[int, int]]:
     return found
 
 
+def tagged_processes(run_id: str) -> list[int]:
+    """Live processes whose environment carries ``FLOY_RUN_ID=<run_id>``: the run's
+    ansible-playbook, forks, and the modules they run for local instances."""
+    tag = f"FLOY_RUN_ID={run_id}".encode()
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                env = handle.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                state = handle.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and tag in env:
+            found.append(int(entry))
+    return found
+
+
+def wait_for_run_processes(run_id: str, grace: float) -> int:
+    """Wait up to ``grace`` for the run's processes to exit, then SIGKILL the rest.
+    Returns how many had to be killed."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not tagged_processes(run_id):
+            return 0
+        time.sleep(0.05)
+    return _signal_all(tagged_processes(run_id), signal.SIGKILL)
+
+
 def _signal_all(pids: list[int], sig: signal.Signals) -> int:
     sent = 0
     for pid in pids:
@@ -88,10 +120,12 @@ class _Canceller:
     SIGKILL; whatever is left of this run afterwards is killed by :meth:`sweep`.
     """
 
-    def __init__(self, should_cancel: Callable[[], bool], marker: str, grace: float) -> None:
+    def __init__(self, should_cancel: Callable[[], bool], marker: str, grace: float,
+                 run_id: str) -> None:
         self.should_cancel = should_cancel
         self.marker = marker
         self.grace = grace
+        self.run_id = run_id
         self.term_sent_at: float | None = None
 
     def __call__(self) -> bool:
@@ -115,8 +149,13 @@ class _Canceller:
         return self.term_sent_at is not None
 
     def sweep(self) -> int:
-        """SIGKILL every process of this run still alive; returns how many."""
-        return _signal_all([pid for pid, _ in run_processes(self.marker)], signal.SIGKILL)
+        """Let the run's modules finish cleaning up (bounded), then SIGKILL whatever of this
+        run is still alive; returns how many processes had to be killed."""
+        killed = _signal_all([pid for pid, _ in run_processes(self.marker)], signal.SIGKILL)
+        if self.cancelled:
+            left = max(1.0, self.grace - (time.monotonic() - (self.term_sent_at or 0.0)))
+            killed += wait_for_run_processes(self.run_id, left)
+        return killed
 
 
 Execute = Callable[
@@ -162,7 +201,7 @@ def execute(
             log.exception("event handler failed on %s", event.get("event"))
         return True
 
-    canceller = _Canceller(should_cancel, str(vars_file), CANCEL_GRACE_SECONDS)
+    canceller = _Canceller(should_cancel, str(vars_file), CANCEL_GRACE_SECONDS, plan.run_id)
     started = time.monotonic()
     try:
         result = ansible_runner.run(

@@ -75,6 +75,15 @@ def test_cancel_mid_batch_stops_everything_and_tells_the_truth(
     assert leftovers(env, "c-1", ids) == []
     versions = env.service.get_service_instance_versions("hello")
     assert versions.version_summary == {"1.0.0": 3}
+    # The app restarted while the cancel switched back must still obey SIGTERM (an ignored
+    # signal would be inherited from the cancelled module).
+    pid = (env.root / "hello" / ids[0] / "shared" / "hello.pid").read_text().strip()
+    sig_ign = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("SigIgn:"))
+    assert not int(sig_ign.split()[1], 16) & (1 << (signal.SIGTERM - 1)), sig_ign
+    # and the instances take the next deployment at once
+    start(env, "2.0.0", ids, "c-2", batch_size="3")
+    assert env.wait("c-2").status is Status.COMPLETED
 
 
 def test_cancel_errors(floy_env: FloyEnv) -> None:

@@ -97,6 +97,7 @@ def test_bake_deploy_plan(tmp_path: Path) -> None:
     assert ev["floy_timeout"] == 30 and ev["floy_ca_bundle"] == "/ca.pem"
     assert not any(k.startswith("ANSIBLE_") and "PASS" in k for k in plan.envvars)
     assert plan.envvars["PATH"].split(":")[0] == str(Path(settings.python).parent)
+    assert plan.envvars["FLOY_RUN_ID"] == "d-1"
 
 
 def test_write_atomic_is_owner_only(tmp_path: Path) -> None:

@@ -225,6 +225,8 @@ KILL_GRACE = 3.0
 # After a failed release the previous one is restarted even though the deadline
 # has passed: getting the old version serving again matters more.
 RECOVERY_BUDGET = 30.0
+# How long to wait for the instance lock held by a release that is still cleaning up.
+LOCK_WAIT = 45.0
 
 
 class ReleaseError(Exception):
@@ -261,8 +263,14 @@ CURRENT_PHASE = ["starting"]
 def on_sigterm(signum, frame):
     """Turn the first SIGTERM into a Cancelled exception so that cleanup runs; later
     signals during that cleanup are ignored (floy SIGKILLs after its grace period)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A no-op handler, not SIG_IGN: an ignored signal is inherited across exec, and the
+    # service restarted during the cleanup would then ignore SIGTERM for good.
+    signal.signal(signal.SIGTERM, _ignore_signal)
     raise Cancelled()
+
+
+def _ignore_signal(signum, frame):
+    """Swallow a signal (reset to the default in any program this process execs)."""
 
 
 def utc_now():
@@ -549,12 +557,21 @@ class Release:
         ):
             os.makedirs(path, mode=0o755, exist_ok=True)
         self.lock_fd = os.open(os.path.join(self.meta_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ReleaseError(
-                "another floy release is running on %s" % self.instance_dir, retryable=True
-            ) from None
+        # floy never runs two releases on one instance at once, so a held lock is a release
+        # that was cancelled or killed and is still cleaning up (switching back): wait a bit.
+        waited_until = time.monotonic() + min(LOCK_WAIT, max(0.0, self.remaining()))
+        while True:
+            try:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= waited_until:
+                    raise ReleaseError(
+                        "another floy release is still running on %s (waited %d s)"
+                        % (self.instance_dir, LOCK_WAIT),
+                        retryable=True,
+                    ) from None
+                time.sleep(0.2)
         # Under the lock, anything with the temp prefix is left over from a killed run.
         for directory in (self.releases_dir, self.instance_dir, self.records_dir, self.meta_dir):
             for name in os.listdir(directory):
@@ -764,6 +781,9 @@ class Release:
             return
         release_dir = os.path.join(self.releases_dir, version)
         env = dict(os.environ)
+        # floy tags the processes of a run so it can wait for them after a cancel; the
+        # service started here is not part of the run and must not carry the tag.
+        env.pop("FLOY_RUN_ID", None)
         env.update(
             {
                 "FLOY_SERVICE": self.p["service"],
