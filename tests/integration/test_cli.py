@@ -195,3 +195,61 @@ def test_ctrl_c_while_following_detaches_and_the_run_finishes(
     final = cli.json("status", "c-int", "--watch")
     assert final["status"] == "failed", "the worker carried the run to its end"
     assert final["instances"][0]["error_message"].startswith("timed out after 4 s")  # type: ignore[index]
+
+
+def test_rollback_cancel_history_refresh_commands(
+        cli: Cli, packages: dict[str, tuple[str, str]]) -> None:
+    ids = _add(cli, 2)
+    for version, run_id in (("1.0.0", "h-1"), ("2.0.0", "h-2")):
+        url, sha = packages[version]
+        assert cli("deploy", "hello", version, "--url", url, "--sha256", sha, "--batch-size",
+                   "2", "--deploy-id", run_id).returncode == 0
+    one = cli.json("rollback", "instance", ids[0], "1.0.0", "--rollback-id", "rb-1")
+    assert set(one) == SPEC_KEYS["RollbackResult"] and one["rollback_id"] == "rb-1"
+    assert cli.json("status", "rb-1", "--watch")["status"] == "completed"
+    batch = cli.json("rollback", "batch", "hello", "1.0.0", "--rollback-id", "rb-2")
+    assert set(batch) == SPEC_KEYS["BatchRollbackResult"]
+    assert batch["instances"] == ids and batch["total_instances"] == 2
+    assert cli.json("status", "rb-2", "--watch")["status"] == "completed"
+    refused = cli("rollback", "instance", ids[0], "7.7.7")
+    assert refused.returncode == 2 and "never completed" in refused.stderr
+    gone = cli("rollback", "instance", "ghost-1", "1.0.0")
+    assert gone.returncode == 3
+    finished = cli("cancel", "h-1")
+    assert finished.returncode == 4 and "already finished" in finished.stderr
+    assert cli("cancel", "nope-9").returncode == 3
+    runs = json.loads(cli("history", "hello", "--json").stdout)
+    assert [r["run_id"] for r in runs] == ["rb-2", "rb-1", "h-2", "h-1"]
+    assert {r["kind"] for r in runs} == {"deploy", "rollback"}
+    assert all(r["created_by"] and r["status"] == "completed" for r in runs)
+    text = cli("history", "hello").stdout
+    assert "rollback" in text and "h-2" in text
+    clean = cli("refresh", "hello", "--json")
+    assert clean.returncode == 0, clean.stdout
+    assert all(not c["drift"] and c["observed_version"] == "1.0.0"
+               for c in json.loads(clean.stdout))
+    link = cli.root / "hello" / ids[1] / "current"
+    tmp = link.with_name("current.new")
+    tmp.symlink_to("releases/2.0.0")
+    tmp.replace(link)
+    drift = cli("refresh", "hello")
+    assert drift.returncode == 1 and "DRIFT" in drift.stdout
+    versions = cli("versions", "hello", "--refresh")
+    assert versions.returncode == 0 and ids[1] in versions.stderr
+
+
+def test_cancel_command_while_running(cli: Cli, packages: dict[str, tuple[str, str]]) -> None:
+    _add(cli, 1)
+    url, _ = packages["9.0.0-hang"]
+    assert cli("deploy", "hello", "9.0.0", "--url", url, "--timeout", "120", "--retries", "0",
+               "--deploy-id", "cc-1", "--detach").returncode == 0
+    import time
+
+    deadline = time.monotonic() + 60
+    while cli.json("status", "cc-1")["instances"][0]["status"] != "in_progress":  # type: ignore[index]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    result = cli.json("cancel", "cc-1")
+    assert set(result) == SPEC_KEYS["CancelResult"]
+    assert result["status"] == "cancelled" and str(result["cancelled_at"]).endswith("Z")
+    assert cli("status", "cc-1").returncode == 1, "a cancelled run exits 1"
