@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.models import DeployParams, Status  # noqa: E402
-from sample.packages import build_hello_package, sha256_file, stop_apps  # noqa: E402
-from sample.pkgserver import PackageServer, make_pki  # noqa: E402
-from tests.integration.conftest import make_env  # noqa: E402
+from orchestrator.models import DeployParams, Status
+from sample.packages import build_hello_package, sha256_file, stop_apps
+from sample.pkgserver import PackageServer, make_pki
+from tests.integration.conftest import make_env
 
 
 def main() -> int:
