@@ -318,6 +318,23 @@ class Store:
         ``take_over_from`` hands that run's locks on these instances to the new run in the
         same transaction (an automatic rollback takes over from its deployment).
         """
+        try:
+            self._create_run(run, members, take_over_from)
+        except sa.exc.IntegrityError:
+            # Two writers raced past the checks (possible on PostgreSQL): the primary keys
+            # of runs and instance_locks let exactly one of them in.
+            raise ConflictError(
+                f"run {run.run_id} conflicts with a run recorded at the same moment "
+                "(same ID, or one of its instances)",
+                key=run.run_id,
+            ) from None
+
+    def _create_run(
+        self,
+        run: RunRecord,
+        members: Sequence[RunInstanceRecord],
+        take_over_from: str | None,
+    ) -> None:
         now = _t(run.created_at)
         with self.write() as conn:
             if conn.execute(
