@@ -13,7 +13,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,48 +44,48 @@ class RunnerOutcome:
     leftovers_killed: int = 0
 
 
+def _live_processes() -> Iterator[tuple[int, int]]:
+    """(pid, ppid) of every live process but this one; zombies are left out."""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[0] != "Z":
+            yield int(entry), int(fields[1])
+
+
+def _read_nul_list(pid: int, name: str) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as handle:
+            return handle.read().split(b"\0")
+    except OSError:
+        return []
+
+
 def run_processes(marker: str) -> list[tuple[int, int]]:
     """(pid, ppid) of every process whose argv holds ``marker`` (this run's vars file).
 
     Ansible's forks are forks of ansible-playbook, so they share its argv: this finds
     ansible-playbook and every fork of this run, and nothing else.
     """
-    found = []
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
-                fields = handle.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if fields and fields[0] != "Z" and any(marker.encode() in arg for arg in argv):
-            found.append((int(entry), int(fields[1])))
-    return found
+    needle = marker.encode()
+    return [
+        (pid, ppid)
+        for pid, ppid in _live_processes()
+        if any(needle in arg for arg in _read_nul_list(pid, "cmdline"))
+    ]
 
 
 def tagged_processes(run_id: str) -> list[int]:
     """Live processes whose environment carries ``FLOY_RUN_ID=<run_id>``: the run's
     ansible-playbook, forks, and the modules they run for local instances."""
     tag = f"FLOY_RUN_ID={run_id}".encode()
-    found = []
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                env = handle.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
-                state = handle.read().rpartition(")")[2].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and tag in env:
-            found.append(int(entry))
-    return found
+    return [pid for pid, _ in _live_processes() if tag in _read_nul_list(pid, "environ")]
 
 
 def wait_for_run_processes(run_id: str, grace: float) -> int:
