@@ -16,6 +16,7 @@ Rules (DESIGN.md section 6):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -122,6 +123,22 @@ def _is_release_task(data: EventData) -> bool:
     return action == RELEASE_ACTION or action.endswith("." + RELEASE_ACTION)
 
 
+_SSH_TELLING = re.compile(
+    r"host key|permission denied|connection refused|connection timed out|no route to host|"
+    r"could not resolve|connection closed|port \d+: ",
+    re.IGNORECASE,
+)
+
+
+def unreachable_message(text: str) -> str:
+    """The telling lines of an ssh failure, without its multi-line warning banners."""
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines()]
+    lines = [line for line in lines if line and not line.startswith("@")]
+    telling = list(dict.fromkeys(line for line in lines if _SSH_TELLING.search(line)))
+    picked = telling[-3:] if telling else lines[-1:]
+    return " | ".join(picked)[:500] or "host unreachable"
+
+
 def _message(res: Mapping[str, Any], default: str) -> str:
     msg = res.get("msg") or res.get("reason") or res.get("stderr") or default
     text = str(msg).strip()
@@ -179,7 +196,7 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
             host,
             status=Status.FAILED,
             phase="connect",
-            error_message=f"unreachable: {_message(res, 'host unreachable')}",
+            error_message=f"unreachable: {unreachable_message(_message(res, 'host unreachable'))}",
             completed_at=at,
         )
     elif kind == "runner_on_failed" and not data.get("ignore_errors"):

@@ -169,13 +169,20 @@ def materialise(plan: RunPlan) -> tuple[Path, Path]:
     if pdd.exists():
         # runner silently reuses env files left in a private data dir: never reuse one.
         raise ExecutionError(f"private data dir {pdd} already exists; refusing to reuse it")
+    # Owner-only all the way down: artifacts record module arguments and the inventory
+    # copy holds the operator's variables (credentials included).
+    pdd.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(pdd.parent, 0o700)
+    pdd.mkdir(mode=0o700)
     inventory_dir = pdd / "inventory"
-    inventory_dir.mkdir(parents=True, mode=0o700)
+    inventory_dir.mkdir(mode=0o700)
     (pdd / "project").mkdir(mode=0o700)
     for name in ("group_vars", "host_vars"):
         source = plan.operator_inventory_dir / name
         if source.is_dir():
             shutil.copytree(source, inventory_dir / name)
+            for copied in (inventory_dir / name).rglob("*"):
+                os.chmod(copied, 0o700 if copied.is_dir() else 0o600)
     write_atomic(inventory_dir / "hosts.yml", dump_yaml(dict(plan.inventory)))
     vars_file = pdd / "floy-vars.yml"
     write_atomic(vars_file, dump_yaml(dict(plan.extravars)))

@@ -138,7 +138,15 @@ class FloyDeployService:
             )
             for position, instance_id in enumerate(params.instances)
         ]
-        self.store.create_run(run, members)
+        try:
+            self.store.create_run(run, members)
+        except ConflictError:
+            # Another caller recorded the same ID a moment ago: identical params are the
+            # same request (idempotent), anything else stays a conflict.
+            again = self.store.get_run(params.deploy_id)
+            if again is not None and again.kind == "deploy" and again.params == record:
+                return self._deploy_result(again)
+            raise
         self.logger.info("deployment %s of %s %s to %d instance(s) recorded", run.run_id,
                          run.service, run.version, len(members))
         self.executor.submit(run.run_id)
@@ -367,7 +375,13 @@ class FloyDeployService:
             self._free_instances(instance_ids)
         run, members = rollbacks.build_run(rollback_id, service, version, targets, request,
                                            _who())
-        self.store.create_run(run, members)
+        try:
+            self.store.create_run(run, members)
+        except ConflictError:
+            again = self.store.get_run(rollback_id)
+            if again is not None and again.kind == "rollback" and again.params == request:
+                return again
+            raise
         self.logger.info("rollback %s of %d instance(s) to %s recorded", rollback_id,
                          len(members), version)
         self.executor.submit(rollback_id)

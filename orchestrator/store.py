@@ -189,8 +189,9 @@ class Store:
         try:
             with store.write() as conn:
                 t.migrate(conn)
-        except sa.exc.OperationalError as exc:
-            raise ConfigError(f"cannot open the database {parsed!r}: {exc.orig}") from None
+        except sa.exc.DatabaseError as exc:  # unreadable, read-only, or not a database at all
+            where = parsed.database if is_sqlite else parsed.render_as_string(hide_password=True)
+            raise ConfigError(f"cannot open the database {where}: {exc.orig}") from None
         except RuntimeError as exc:
             raise ConfigError(str(exc)) from None
         if is_sqlite and parsed.database and parsed.database != ":memory:":
@@ -666,6 +667,15 @@ def _prepare_sqlite_file(path: Path) -> None:
         raise ConfigError(f"the data directory {path.parent} is not writable")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise ConfigError(f"the database {path} is not readable and writable")
+    # SQLite gives its -wal and -shm files the database file's mode: create it owner-only
+    # before SQLite does, and tighten files an older floy left readable.
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+            if (path.parent / name).exists():
+                os.chmod(path.parent / name, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the database {path}: {exc}") from None
 
 
 def _configure_sqlite(engine: Engine) -> None:

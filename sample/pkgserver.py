@@ -8,7 +8,10 @@ clients trust only the root) and can misbehave on request:
 - ``/flaky/<key>/<n>/pkgs/<file>``: 503 for the first ``n`` requests of ``key``;
 - ``/slow/<seconds>/pkgs/<file>``: waits ``seconds`` before answering;
 - ``/drop/pkgs/<file>``: headers and half the body, then a connection reset;
-- ``/truncate/pkgs/<file>``: full Content-Length, half the bytes, clean close.
+- ``/truncate/pkgs/<file>``: full Content-Length, half the bytes, clean close;
+- ``/auth/pkgs/<file>``: only with the header ``Authorization: Bearer <token>`` (401
+  without it), once a token is set with ``start(..., token=...)`` or
+  :meth:`PackageServer.require_token`; 404 while no token is set.
 
 CLI: ``python -m sample.pkgserver --dir D --pki-dir P [--port N]`` prints
 ``{"base_url": ..., "ca_bundle": ...}`` on one line and serves until
@@ -18,6 +21,7 @@ SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import signal
 import socket
@@ -106,6 +110,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts[:1] in (["drop"], ["truncate"]):
             mode = parts[0]
             parts = parts[1:]
+        elif parts[:1] == ["auth"]:
+            token = owner.token
+            if token is None:
+                return self._error(404)
+            given = self.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return self._error(401)
+            parts = parts[1:]
         if len(parts) != 2 or parts[0] != "pkgs":
             return self._error(404)
         target = owner.file_path(parts[1])
@@ -129,6 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int) -> None:
         body = f"{status} {self.responses.get(status, ('',))[0]}\n".encode()
         self.send_response(status)
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="floy packages"')
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -138,8 +152,10 @@ class _Handler(BaseHTTPRequestHandler):
 class PackageServer:
     """A threaded HTTPS server over one directory of packages (see module docstring)."""
 
-    def __init__(self, directory: Path, pki: Pki, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, directory: Path, pki: Pki, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None):
         self.directory = Path(directory).resolve()
+        self.token = token
         self.ca_bundle = pki.ca_bundle
         self.requests: list[str] = []
         self.request_headers: list[dict[str, str]] = []
@@ -163,16 +179,29 @@ class PackageServer:
 
     @classmethod
     def start(
-        cls, directory: Path, pki: Pki, host: str = "127.0.0.1", port: int = 0
+        cls, directory: Path, pki: Pki, host: str = "127.0.0.1", port: int = 0,
+        token: str | None = None,
     ) -> PackageServer:
-        """Bind, start serving in a daemon thread and return the server."""
-        server = cls(directory, pki, host, port)
+        """Bind, start serving in a daemon thread and return the server.
+
+        ``token`` enables ``/auth/pkgs/<file>`` for ``Authorization: Bearer <token>``.
+        """
+        server = cls(directory, pki, host, port, token)
         server._thread.start()
         return server
 
     def url(self, filename: str) -> str:
         """HTTPS URL of a package file served from the directory."""
         return f"{self.base_url}/pkgs/{filename}"
+
+    def auth_url(self, filename: str) -> str:
+        """HTTPS URL of a package file that needs the bearer token."""
+        return f"{self.base_url}/auth/pkgs/{filename}"
+
+    def require_token(self, token: str | None) -> None:
+        """Set (or with None, disable) the bearer token of ``/auth/pkgs/``."""
+        with self._lock:
+            self.token = token
 
     def request_count(self, substr: str) -> int:
         """How many requests so far had ``substr`` in their path."""

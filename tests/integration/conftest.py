@@ -87,6 +87,31 @@ class FloyEnv:
             time.sleep(0.1)
         raise AssertionError(f"no instance of {run_id} went in progress")
 
+    def leftovers(self, run_id: str | None = None) -> list[str]:
+        """Live processes of this installation's releases (not its apps): ansible-playbook
+        and forks of ``run_id``, modules, restart commands. Matched by this installation's
+        own paths, so tests running side by side never see each other's processes."""
+        needles = [f"FLOY_INSTANCE_DIR={self.root}".encode()]
+        if run_id:
+            needles.append(f"FLOY_RUN_ID={run_id}".encode())
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                proc = Path("/proc") / entry
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+                environ = (proc / "environ").read_bytes().split(b"\0")
+                state = (proc / "stat").read_text().rpartition(")")[2].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state == "Z" or b"app.py" in cmd:
+                continue
+            mine = any(e.startswith(n) for e in environ for n in needles)
+            if mine or (run_id and str(self.settings.runs_dir / run_id).encode() in cmd):
+                found.append(f"{entry}: {cmd.decode(errors='replace')[:160]}")
+        return found
+
     def current(self, instance_id: str, service: str = SERVICE) -> str | None:
         """The release ``current`` points at on disk, or None."""
         link = self.root / service / instance_id / "current"

@@ -17,25 +17,6 @@ from tests.integration.conftest import FloyEnv
 pytestmark = pytest.mark.integration
 
 
-def leftovers(env: FloyEnv, run_id: str, instance_ids: list[str]) -> list[str]:
-    """Live (not zombie) processes of a run: ansible-playbook and its forks, the module,
-    and the hanging restart command of any of its instances."""
-    needles = [str(env.settings.runs_dir / run_id), "AnsiballZ_floy_release"] + [
-        f"floy-hang-{i}" for i in instance_ids]
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and any(n in cmd for n in needles):
-            found.append(f"{entry}: {cmd[:160]}")
-    return found
-
-
 def start(env: FloyEnv, package: str, ids: list[str], run_id: str, **extra: object) -> None:
     url, sha = env.packages[package]
     env.service.execute_deployment(DeployParams(
@@ -52,7 +33,7 @@ def test_cancel_mid_batch_stops_everything_and_tells_the_truth(
     start(env, "9.0.0-hang", ids, "c-1", timeout=120, retry_count=0, batch_size="1")
     env.wait_in_flight("c-1")
     time.sleep(1.5)  # the restart command of hello-1 is hanging now
-    assert leftovers(env, "c-1", ids), "the run is really running"
+    assert env.leftovers("c-1"), "the run is really running"
     began = time.monotonic()
     result = env.service.cancel_deployment("c-1")
     took = time.monotonic() - began
@@ -72,7 +53,7 @@ def test_cancel_mid_batch_stops_everything_and_tells_the_truth(
         releases = env.root / "hello" / instance_id / "releases"
         assert not [p for p in releases.iterdir() if p.name.startswith(".")], "no temp dirs"
         assert env.answers(instance_id) == "1.0.0"
-    assert leftovers(env, "c-1", ids) == []
+    assert env.leftovers("c-1") == []
     versions = env.service.get_service_instance_versions("hello")
     assert versions.version_summary == {"1.0.0": 3}
     # The app restarted while the cancel switched back must still obey SIGTERM (an ignored
@@ -123,7 +104,7 @@ def test_kill_9_of_the_worker_is_recovered(floy_async_env: FloyEnv) -> None:
     run = env.store.get_run("k-1")
     assert run is not None and run.worker_pid
     os.kill(run.worker_pid, signal.SIGKILL)
-    assert leftovers(env, "k-1", ids), "ansible-playbook outlives its worker"
+    assert env.leftovers("k-1"), "ansible-playbook outlives its worker"
     # Any floy call recovers the run once its lease (3 s here) has expired.
     status = env.wait("k-1", timeout=60)
     assert status.status is Status.FAILED
@@ -132,7 +113,7 @@ def test_kill_9_of_the_worker_is_recovered(floy_async_env: FloyEnv) -> None:
     assert first.status is Status.FAILED and "worker lost" in first.error_message
     assert first.current_version == env.current(ids[0]) == "1.0.0"
     assert second.status is Status.CANCELLED and second.error_message.startswith("not started")
-    assert leftovers(env, "k-1", ids) == []
+    assert env.leftovers("k-1") == []
     assert env.store.busy_runs(ids) == {}, "locks released"
     # the instances can be deployed again
     start(env, "2.0.0", ids, "after-1", batch_size="2")
@@ -157,4 +138,4 @@ def test_cancel_from_another_process(floy_async_env: FloyEnv) -> None:
     assert proc.returncode == 0, proc.stderr
     assert '"status": "cancelled"' in proc.stdout
     assert env.current(ids[0]) is None, "a download cut short leaves nothing switched"
-    assert leftovers(env, "x-1", ids) == []
+    assert env.leftovers("x-1") == []

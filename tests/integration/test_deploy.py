@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -121,8 +120,7 @@ def test_timeout_stops_the_instance_and_leaves_no_process(floy_env: FloyEnv) -> 
                              retry_count=0)
     assert status.status is Status.FAILED
     assert status.instances[0].error_message.startswith("timed out after 5 s")
-    left = subprocess.run(["pgrep", "-f", f"floy-hang-{ids[0]}"], capture_output=True, text=True)
-    assert left.stdout.strip() == "", "the hanging restart command is still running"
+    assert floy_env.leftovers("d-hang") == [], "the hanging restart command is still running"
 
 
 def test_same_deploy_id_is_idempotent_and_conflicts_on_change(floy_env: FloyEnv) -> None:

@@ -95,3 +95,23 @@ def test_event_order_across_serial_batches_is_by_counter() -> None:
     counters = [json.loads(line)["counter"]
                 for line in (FIXTURES / "success_batches.jsonl").read_text().splitlines()]
     assert counters == sorted(counters) and len(set(counters)) == len(counters)
+
+
+def test_unreachable_messages_keep_the_telling_ssh_lines() -> None:
+    from orchestrator.events import unreachable_message
+
+    banner = (
+        "Data could not be sent to remote host \"127.0.0.1\".\r\n"
+        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n"
+        "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n"
+        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n"
+        "IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\r\n"
+        "Host key for [127.0.0.1]:2222 has changed and you have requested strict checking.\r\n"
+        "Host key verification failed.\r\n"
+    )
+    text = unreachable_message(banner)
+    assert text == ("Host key for [127.0.0.1]:2222 has changed and you have requested strict "
+                    "checking. | Host key verification failed.")
+    assert unreachable_message("ssh: connect to host 127.0.0.1 port 9: Connection refused") \
+        == "ssh: connect to host 127.0.0.1 port 9: Connection refused"
+    assert unreachable_message("") == "host unreachable"

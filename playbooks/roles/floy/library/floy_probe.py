@@ -15,6 +15,8 @@ short_description: Report the release an instance directory points at
 description:
   - Reads C(current), C(.floy/state.json) and the release records under
     C(.floy/releases/) of one floy instance directory. Changes nothing.
+  - Waits up to 45 seconds for a release still running on the instance (it holds
+    C(.floy/lock)) to finish, so that the answer is not a moment in its middle.
 options:
   instance_dir:
     description: The instance directory, C(<floy_root>/<service>/<instance_id>).
@@ -53,10 +55,20 @@ incomplete:
   type: list
   elements: str
   returned: always
+waited:
+  description: Seconds spent waiting for a release still running on the instance.
+  type: float
+  returned: always
+busy:
+  description: A release still held the instance after the wait; the answer may change.
+  type: bool
+  returned: always
 """
 
+import fcntl
 import json
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -71,12 +83,40 @@ def read_json(path):
     return data if isinstance(data, dict) else {}
 
 
+# A release still running on the instance (e.g. cleaning up after a cancel over SSH, where
+# the controller cannot wait for it) holds the instance lock: wait for it, within bounds.
+LOCK_WAIT = 45.0
+
+
+def wait_for_release(instance_dir, limit=LOCK_WAIT):
+    """Seconds spent waiting for the instance lock (shared); None if it stayed held."""
+    path = os.path.join(instance_dir, ".floy", "lock")
+    if not os.path.exists(path):
+        return 0.0
+    started = time.monotonic()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return round(time.monotonic() - started, 3)
+            except OSError:
+                if time.monotonic() - started >= limit:
+                    return None
+                time.sleep(0.1)
+    finally:
+        os.close(fd)
+
+
 def probe(instance_dir):
     """Everything the module reports about one instance directory."""
     result = dict(exists=os.path.isdir(instance_dir), current_version="", state={},
-                  releases=[], incomplete=[])
+                  releases=[], incomplete=[], waited=0.0, busy=False)
     if not result["exists"]:
         return result
+    waited = wait_for_release(instance_dir)
+    result["waited"] = waited if waited is not None else LOCK_WAIT
+    result["busy"] = waited is None
     current = os.path.join(instance_dir, "current")
     if os.path.islink(current):
         target = os.readlink(current)

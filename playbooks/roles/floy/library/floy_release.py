@@ -269,6 +269,37 @@ def on_sigterm(signum, frame):
     raise Cancelled()
 
 
+def watch_controller(fd=1):
+    """Cancel this release (SIGTERM to itself) when nobody will read its result any more.
+
+    Over SSH a cancelled or lost controller only closes the session's channel: sshd sends
+    no signal to a command without a tty, so without this the module (and the restart
+    command it waits for) would run on for up to its timeout. The module's stdout is then a
+    pipe whose reader is gone, which poll() reports as POLLERR (POLLHUP for a socket).
+    """
+    import select
+    import stat
+    import threading
+
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return
+
+    def watch():
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLERR, POLLHUP and POLLNVAL are always reported
+        while True:
+            for _fd, events in poller.poll():
+                if events & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+
+    threading.Thread(target=watch, name="floy-watch-controller", daemon=True).start()
+
+
 def _ignore_signal(signum, frame):
     """Swallow a signal (reset to the default in any program this process execs)."""
 
@@ -1167,6 +1198,7 @@ def main():
     )
     release = Release(module)
     signal.signal(signal.SIGTERM, on_sigterm)
+    watch_controller()
     try:
         result = release.run()
     except ReleaseError as exc:
