@@ -88,6 +88,20 @@ def ansible_bin_dir(settings: Settings) -> Path:
     return Path(settings.python).parent
 
 
+def collections_path(settings: Settings) -> str:
+    """Where Ansible looks for collections: floy's own (the role and modules are the
+    collection ``floy.release`` in ``collections/`` beside the playbooks) first.
+
+    ``playbooks/ansible.cfg`` says the same; the environment variable is set as well
+    because one already in the caller's environment would override the file.
+    """
+    own = str(settings.playbook_dir.parent / "collections")
+    rest = os.environ.get(
+        "ANSIBLE_COLLECTIONS_PATH", "~/.ansible/collections:/usr/share/ansible/collections"
+    )
+    return os.pathsep.join(p for p in (own, rest) if p)
+
+
 def runner_env(settings: Settings, run_id: str, path: str | None = None) -> dict[str, str]:
     """Environment for ansible-playbook. Never put secrets here: runner records it on disk.
 
@@ -103,6 +117,7 @@ def runner_env(settings: Settings, run_id: str, path: str | None = None) -> dict
         "PATH": search,
         "FLOY_RUN_ID": run_id,
         "ANSIBLE_CONFIG": str(settings.playbook_dir / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": collections_path(settings),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
     }

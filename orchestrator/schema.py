@@ -39,6 +39,8 @@ instances = sa.Table(
     sa.Column("observed_version", sa.String(128)),
     sa.Column("observed_at", Time),
     sa.Index("ix_instances_service_version", "service", "version", "instance_id"),
+    # Pages of one service in ID order: without it every page sorts the whole service.
+    sa.Index("ix_instances_service_id", "service", "instance_id"),
 )
 
 runs = sa.Table(
@@ -134,7 +136,17 @@ def _v2_rollback_and_drift(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {ddl}")
 
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1_initial, _v2_rollback_and_drift)
+def _v3_service_page_index(conn: Connection) -> None:
+    """Index serving get_service_instances pages (service, ordered by ID)."""
+    index = next(i for i in instances.indexes if i.name == "ix_instances_service_id")
+    index.create(conn, checkfirst=True)  # a new database already has it (version 1)
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
+    _v1_initial,
+    _v2_rollback_and_drift,
+    _v3_service_page_index,
+)
 
 
 def migrate(conn: Connection) -> int:

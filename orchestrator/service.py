@@ -40,7 +40,7 @@ from orchestrator.models import (
 from orchestrator.plan import batch_numbers
 from orchestrator.settings import Settings
 from orchestrator.store import RunInstanceRecord, RunRecord, RunSummary, Store, VersionCheck
-from orchestrator.timefmt import utcnow
+from orchestrator.timefmt import parse_time, utcnow
 
 Clock = Callable[[], datetime]
 
@@ -157,25 +157,15 @@ class FloyDeployService:
         """Status of a deployment or rollback run, with one entry per instance."""
         deploy_id = validation.validate_id("deploy_id", deploy_id)
         self._recover()
-        loaded = self.store.get_run_with_members(deploy_id)
+        loaded = self.store.run_status_rows(deploy_id)
         if loaded is None:
             raise NotFoundError("deployment", deploy_id)
-        run, members = loaded
+        run, rows = loaded
+        statuses = {s.value: s for s in Status}
         instances = tuple(
-            InstanceStatus(
-                instance_id=m.instance_id,
-                current_version=m.current_version,
-                target_version=m.target_version,
-                started_at=m.started_at,
-                completed_at=m.completed_at,
-                error_message=m.error_message,
-                status=m.status,
-                attempts=m.attempts,
-                phase=m.phase,
-                batch=m.batch,
-                previous_version=m.previous_version,
-            )
-            for m in members
+            InstanceStatus(r[0], r[1], r[2], _time(r[3]), _time(r[4]), r[5], statuses[r[6]],
+                           r[7], r[8], r[9], r[10])
+            for r in rows
         )
         return DeployStatus(
             deploy_id=run.run_id,
@@ -242,17 +232,10 @@ class FloyDeployService:
     def get_service_instance_versions(self, service: str) -> ServiceVersions:
         """The version every instance of ``service`` runs, as last recorded."""
         service = validation.validate_name("service", service)
-        records = self.store.service_instances(service)
-        if not records:
+        rows = self.store.service_version_rows(service)
+        if not rows:
             raise NotFoundError("service", service)
-        entries = tuple(
-            InstanceVersion(
-                instance_id=r.instance_id,
-                version=r.version,
-                last_updated=r.version_updated_at or r.last_heartbeat,
-            )
-            for r in records
-        )
+        entries = tuple(InstanceVersion(r[0], r[1], _time(r[2])) for r in rows)
         stamps = [e.last_updated for e in entries if e.last_updated is not None]
         return ServiceVersions(
             service=service,
@@ -469,6 +452,10 @@ class FloyDeployService:
             total_instances=len(run.params.get("instances", [])),
             started_at=run.created_at,
         )
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else parse_time(value)
 
 
 def _generated_id(kind: str, subject: str, version: str) -> str:

@@ -398,6 +398,39 @@ class Store:
             )
             return _run(row), [_member(m) for m in members]
 
+    def run_status_rows(self, run_id: str) -> tuple[RunRecord, list[tuple[Any, ...]]] | None:
+        """A run and, per instance in run order, the columns of its status entry:
+        (instance_id, current_version, target_version, started_at, completed_at,
+        error_message, status, attempts, phase, batch, previous_version), times as stored.
+
+        The status path reads runs of 10,000 instances: plain tuples, no record objects.
+        """
+        ri = t.run_instances
+        with self.read() as conn:
+            row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
+            if row is None:
+                return None
+            rows = conn.execute(
+                sa.select(ri.c.instance_id, ri.c.current_version, ri.c.target_version,
+                          ri.c.started_at, ri.c.completed_at, ri.c.error_message, ri.c.status,
+                          ri.c.attempts, ri.c.phase, ri.c.batch, ri.c.previous_version)
+                .where(ri.c.run_id == run_id)
+                .order_by(ri.c.position)
+            ).all()
+            return _run(row), [tuple(r) for r in rows]
+
+    def service_version_rows(self, service: str) -> list[tuple[str, str, str | None]]:
+        """(instance_id, version, last updated as stored) of every instance of a service."""
+        i = t.instances
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(i.c.instance_id, i.c.version,
+                          sa.func.coalesce(i.c.version_updated_at, i.c.last_heartbeat))
+                .where(i.c.service == service)
+                .order_by(i.c.instance_id)
+            ).all()
+            return [(r[0], r[1], r[2]) for r in rows]
+
     def list_runs(self, service: str | None, limit: int) -> list[RunRecord]:
         """Most recent runs first."""
         query = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
@@ -697,40 +730,45 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def _set_instance_version(conn: Connection, instance_id: str, version: str, now: datetime) -> None:
-    row = conn.execute(
-        sa.select(t.instances.c.version).where(t.instances.c.instance_id == instance_id)
-    ).first()
     # The module or probe just read this version on the host: it is also what was observed.
-    values: dict[str, Any] = {
-        "last_heartbeat": _t(now),
-        "observed_version": version,
-        "observed_at": _t(now),
-    }
-    if row is not None and row.version != version:
-        values.update(version=version, version_updated_at=_t(now))
+    # One statement: this runs for every finished instance of every run.
+    stamp = _t(now)
     conn.execute(
-        t.instances.update().where(t.instances.c.instance_id == instance_id).values(**values)
+        t.instances.update()
+        .where(t.instances.c.instance_id == instance_id)
+        .values(
+            last_heartbeat=stamp,
+            observed_version=version,
+            observed_at=stamp,
+            version_updated_at=sa.case(
+                (t.instances.c.version != version, stamp),
+                else_=t.instances.c.version_updated_at,
+            ),
+            version=version,
+        )
     )
 
 
 def _record_release(
     conn: Connection, instance_id: str, run_id: str, release: dict[str, str], now: datetime
 ) -> None:
-    key = (t.releases.c.instance_id == instance_id, t.releases.c.version == release["version"])
-    values = {
-        "package_url": release.get("package_url", ""),
-        "sha256": release.get("sha256", ""),
-        "run_id": run_id,
-        "deployed_at": _t(now),
-    }
-    if conn.execute(sa.select(t.releases.c.version).where(*key)).first():
-        conn.execute(t.releases.update().where(*key).values(**values))
-    else:
-        conn.execute(
-            t.releases.insert().values(
-                instance_id=instance_id, version=release["version"], **values
-            )
+    """Upsert the history entry (delete + insert: portable across SQLite and PostgreSQL)."""
+    conn.execute(
+        t.releases.delete().where(
+            t.releases.c.instance_id == instance_id,
+            t.releases.c.version == release["version"],
         )
+    )
+    conn.execute(
+        t.releases.insert().values(
+            instance_id=instance_id,
+            version=release["version"],
+            package_url=release.get("package_url", ""),
+            sha256=release.get("sha256", ""),
+            run_id=run_id,
+            deployed_at=_t(now),
+        )
+    )
 
 
 def _instance(r: Any) -> InstanceRecord:

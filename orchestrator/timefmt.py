@@ -42,6 +42,12 @@ def parse_time(s: str) -> datetime:
     Fractions beyond microseconds are truncated. Raises ValueError for anything
     that is not an RFC 3339 date-time with an explicit offset.
     """
+    if len(s) == 27 and s[26] == "Z" and s[10] == "T" and s[19] == ".":
+        # floy's own canonical form (format_time): every stored time takes this fast path.
+        try:
+            return datetime.fromisoformat(s)  # 3.11 reads the Z itself: aware, in UTC
+        except ValueError:
+            pass  # fall through to the strict parser for its error message
     m = _RFC3339.fullmatch(s)
     if m is None:
         raise ValueError(f"not an RFC 3339 timestamp: {s!r}")

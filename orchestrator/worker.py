@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from orchestrator import plan as planning
 from orchestrator import rollbacks, runner
-from orchestrator.events import FoldState, InstanceUpdate, RunnerEvent, fold_event
+from orchestrator.events import FoldState, InstanceUpdate
+from orchestrator.ingest import EventSink
 from orchestrator.models import Status
 from orchestrator.probe import probe_instances
 from orchestrator.settings import Settings
@@ -106,25 +107,23 @@ class Worker:
             plan = planning.bake(self.settings, run, ordered,
                                  planning.deploy_extravars(run, self.settings))
 
-        state = FoldState.start(
-            [m.instance_id for m in members],
-            package_url=str(run.params.get("package_url", "")),
-            sha256=str(run.params.get("package_sha256", "")),
-        )
-        holder = {"state": state}
         by_id = {m.instance_id: m for m in members}
-
-        def on_event(event: RunnerEvent) -> None:
-            new_state, updates = fold_event(holder["state"], event)
-            holder["state"] = new_state
-            if updates:
-                if run.kind == "rollback":  # each instance has its own package
-                    updates = [_with_member_package(u, by_id) for u in updates]
-                self.store.apply_updates(run_id, updates)
-
+        sink = EventSink(
+            self.store,
+            run_id,
+            FoldState.start(
+                [m.instance_id for m in members],
+                package_url=str(run.params.get("package_url", "")),
+                sha256=str(run.params.get("package_sha256", "")),
+            ),
+            # a rollback's instances each have their own package
+            transform=(lambda u: _with_member_package(u, by_id))
+            if run.kind == "rollback" else None,
+        )
         checks = {"next": 0.0}
 
         def should_cancel() -> bool:
+            sink.flush_if_due()  # runner polls every 0.2 s: keeps status fresh when quiet
             if lease.lost.is_set():
                 return True
             now = time.monotonic()
@@ -133,11 +132,14 @@ class Worker:
             checks["next"] = now + CANCEL_CHECK_SECONDS
             return self.store.cancel_requested(run_id)
 
-        outcome = self.execute(plan, on_event, should_cancel)
+        try:
+            outcome = self.execute(plan, sink, should_cancel)
+        finally:
+            sink.flush()
         if outcome.cancelled:
             reason = "worker lost its lease" if lease.lost.is_set() else "cancelled on request"
-            return self._finalise_cancel(run, holder["state"], ordered, reason), None
-        return self._finalise(run, holder["state"], outcome)
+            return self._finalise_cancel(run, sink.state, ordered, reason), None
+        return self._finalise(run, sink.state, outcome)
 
     def _finalise(
         self, run: RunRecord, state: FoldState, outcome: runner.RunnerOutcome

@@ -98,6 +98,10 @@ def test_bake_deploy_plan(tmp_path: Path) -> None:
     assert not any(k.startswith("ANSIBLE_") and "PASS" in k for k in plan.envvars)
     assert plan.envvars["PATH"].split(":")[0] == str(Path(settings.python).parent)
     assert plan.envvars["FLOY_RUN_ID"] == "d-1"
+    collections = settings.playbook_dir.parent / "collections"
+    assert plan.envvars["ANSIBLE_COLLECTIONS_PATH"].split(":")[0] == str(collections)
+    module = collections / "ansible_collections/floy/release/plugins/modules/floy_release.py"
+    assert module.is_file()
 
 
 def test_write_atomic_is_owner_only(tmp_path: Path) -> None:
@@ -106,3 +110,19 @@ def test_write_atomic_is_owner_only(tmp_path: Path) -> None:
     assert target.read_text() == "a: 1\n"
     assert target.stat().st_mode & 0o077 == 0
     assert [p.name for p in target.parent.iterdir()] == ["f.yml"]
+
+
+def test_fast_time_parsing_agrees_with_the_strict_parser() -> None:
+    from datetime import UTC, timedelta
+
+    from orchestrator.timefmt import format_time, parse_time
+
+    moment = datetime(2026, 11, 24, 0, 41, 40, 123456, tzinfo=UTC)
+    for delta in (timedelta(0), timedelta(microseconds=1), timedelta(days=400)):
+        text = format_time(moment + delta)
+        parsed = parse_time(text)
+        assert parsed == moment + delta and parsed.utcoffset() == timedelta(0)
+        strict = parse_time(text.replace("Z", "+00:00"))  # takes the regex path
+        assert strict == parsed
+    with pytest.raises(ValueError):
+        parse_time("2026-13-24T00:41:40.123456Z")

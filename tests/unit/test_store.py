@@ -136,7 +136,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{db}")
     assert store.get_instances(["i-1"])["i-1"].observed_version is None
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM floy_schema").fetchone()[0] == 2
+        assert conn.execute("SELECT version FROM floy_schema").fetchone()[0] == 3
         cols = {r[1] for r in conn.execute("PRAGMA table_info(run_instances)")}
         assert {"package_url", "package_sha256"} <= cols
 
