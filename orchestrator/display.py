@@ -131,7 +131,7 @@ def render_instances(page: ServiceInstances) -> str:
 def follow(
     fetch: Callable[[], DeployStatus],
     out: TextIO,
-    interval: float = 0.5,
+    interval: float = 0.2,
     sleep: Sleep = time.sleep,
 ) -> DeployStatus:
     """Print each instance's transitions until the run finishes; returns the final status."""
