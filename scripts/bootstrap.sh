@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create or update the virtual environment from pyproject.toml, and install the system
-# packages the tests need when running as root (Debian): openssl, procps, openssh-server.
+# packages the tests need when running as root (Debian): openssl, procps, openssh-server,
+# postgresql.
 # Idempotent.
 set -euo pipefail
 python=${1:-python3}
@@ -12,11 +13,15 @@ command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 # A real sshd on loopback for the SSH test tier (tests/integration/test_ssh.py); ssh-keygen
 # and the ssh client come with it (openssh-client).
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+# A private PostgreSQL cluster for the shared-store tier (tests/integration/test_store_pg.py);
+# runuser (util-linux) starts it as the postgres user.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get"
-    # The tests start their own sshd on 127.0.0.1; keep the package from starting a system
-    # one on port 22 (a policy-rc.d answering 101 = "action forbidden", unless one exists).
+    # The tests start their own sshd and PostgreSQL on 127.0.0.1; keep the packages from
+    # starting system ones (a policy-rc.d answering 101 = "action forbidden", unless one
+    # exists).
     if [ ! -e /usr/sbin/policy-rc.d ]; then
       printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
       chmod 755 /usr/sbin/policy-rc.d

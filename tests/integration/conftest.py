@@ -146,12 +146,12 @@ def write_inventory(directory: Path, root: Path) -> Path:
 
 
 def make_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]],
-             inline: bool, lease_seconds: float = 15.0) -> FloyEnv:
+             inline: bool, lease_seconds: float = 15.0, db_url: str | None = None) -> FloyEnv:
     home = tmp_path / "home"
     root = tmp_path / "root"
     root.mkdir()
     inventory = write_inventory(tmp_path / "inventory", root)
-    settings = load_settings(home=home, inventory_dir=inventory, environ={
+    settings = load_settings(home=home, inventory_dir=inventory, db_url=db_url, environ={
         "FLOY_CA_BUNDLE": str(pki.ca_bundle),  # type: ignore[attr-defined]
         "FLOY_LEASE_SECONDS": str(lease_seconds),
     })
