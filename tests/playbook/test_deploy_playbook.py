@@ -149,7 +149,7 @@ def _parse(rc: int, output: str) -> PlaybookRun:
     in_release_task = False
     for line in output.splitlines():
         if line.startswith("TASK ["):
-            in_release_task = line.startswith("TASK [floy : Release ")
+            in_release_task = line.startswith("TASK [floy.release.floy : Release ")
             continue
         if in_release_task and (match := _RESULT_LINE.match(line)):
             run.releases[match.group(2)] = json.loads(match.group(3))

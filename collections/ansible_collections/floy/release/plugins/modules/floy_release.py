@@ -120,7 +120,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Release 2.0.0 of hello on instance hello-1
-  floy_release:
+  floy.release.floy_release:
     instance_dir: /opt/floy/hello/hello-1
     service: hello
     instance_id: hello-1
@@ -132,7 +132,7 @@ EXAMPLES = r"""
     health_expect: '"version": "2.0.0"'
 
 - name: Roll back to 1.0.0 (installed already, so no download)
-  floy_release:
+  floy.release.floy_release:
     instance_dir: /opt/floy/hello/hello-1
     service: hello
     instance_id: hello-1

@@ -27,7 +27,7 @@ author: floy contributors
 
 EXAMPLES = r"""
 - name: Which release does this instance run
-  floy_probe:
+  floy.release.floy_probe:
     instance_dir: /opt/floy/web/web-1
   register: probe
 """
