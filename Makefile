@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.floy-installed
 # Parallel test workers; ansible runs are CPU-bound, two cores here.
 PYTEST_WORKERS ?= 2
+SHELL := /bin/bash
 
 .PHONY: venv demo test lint typecheck unit bench clean
 
@@ -29,8 +30,19 @@ unit: $(STAMP)
 test: $(STAMP) lint typecheck
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
+# Every benchmark, full sizes; each script's output is kept in bench/results/, and the
+# summary lines are printed together at the end.
 bench: $(STAMP)
-	@for b in bench/bench_*.py; do PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || exit 1; done
+	@mkdir -p bench/results
+	@for b in bench/bench_*.py; do \
+	  name=$$(basename $$b .py); echo "== $$name"; \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b 2>&1 | tee bench/results/$$name.log; \
+	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
+	done
+	@echo; echo "== summary ($$(date -u +%Y-%m-%d), $$(nproc) cores)"
+	@for f in bench/results/bench_*.log; do \
+	  printf '%-18s %s\n' "$$(basename $$f .log)" "$$(grep '^summary:' $$f | tail -1 | cut -c10-)"; \
+	done
 
 clean:
 	rm -rf .floy .pytest_cache .mypy_cache .ruff_cache

@@ -58,7 +58,7 @@ from _measure import REPO, Measured, banner, median, ratio, run_measured, venv_p
 
 sys.path.insert(0, str(REPO))
 
-from tests.integration.sshd import Sshd, cmdline, descendants, live_pids, tcp_clients
+from tests.integration.sshd import Sshd, cmdline, descendants, tcp_clients
 from tests.integration.test_ssh import ssh_args, write_vars
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -152,21 +152,9 @@ class FleetSshd(Sshd):
         return super()._config_text().replace("ListenAddress 127.0.0.1",
                                               "ListenAddress 127.0.0.1" + listen)
 
-    def session_commands(self) -> list[int]:
-        """PIDs of what sshd sessions run, on any of the addresses (see :class:`Sshd`)."""
-        tag = f" {self.port}".encode()
-        found = []
-        for pid, _, comm in live_pids():
-            if comm.startswith("sshd"):
-                continue
-            try:
-                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(v.startswith(b"SSH_CONNECTION=") and v.endswith(tag) for v in env) and (
-                    "app.py" not in cmdline(pid)):
-                found.append(pid)
-        return found
+    def session_tag(self) -> bytes:
+        """Sessions on any of the addresses end their ``SSH_CONNECTION`` with the port."""
+        return f" {self.port}".encode()
 
 
 class SessionSampler:
@@ -218,17 +206,8 @@ def ssh_fleet(n: int) -> Iterator[tuple[Fleet, FleetSshd, list[Path]]]:
         server.start()
         control_dirs = [Path(tempfile.mkdtemp(prefix="floy-cp-")) for _ in fleet.ids]
         inventory = fleet.env.settings.inventory_dir
-        write_vars(inventory / "group_vars/all.yml", {
-            "ansible_connection": "ssh",
-            "ansible_host_key_checking": True,
-            "ansible_port": server.port,
-            "ansible_user": server.user,
-            "ansible_ssh_private_key_file": str(server.client_key),
-            "ansible_ssh_common_args": ssh_args(server.known_hosts),
-            "ansible_python_interpreter": sys.executable,
-            "floy_root": str(fleet.env.root),
-            "floy_retry_delay": 0,
-        })
+        write_vars(inventory / "group_vars/all.yml",
+                   server.operator_vars(fleet.env.root, ssh_args(server.known_hosts)))
         for instance_id, host, directory in zip(fleet.ids, hosts, control_dirs, strict=True):
             write_vars(inventory / f"host_vars/{instance_id}.yml",
                        {"ansible_host": host,

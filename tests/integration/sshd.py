@@ -225,7 +225,7 @@ class Sshd:
         command it started, ...), found by the ``SSH_CONNECTION`` environment sshd gives
         them, so also after their session ended. The hello apps, meant to outlive the
         session, are left out."""
-        tag = f" 127.0.0.1 {self.port}".encode()
+        tag = self.session_tag()
         found = []
         for pid, _, comm in live_pids():
             if comm.startswith("sshd"):
@@ -238,6 +238,28 @@ class Sshd:
                     "app.py" not in cmdline(pid)):
                 found.append(pid)
         return found
+
+    def session_tag(self) -> bytes:
+        """How ``SSH_CONNECTION`` of this server's sessions ends: its address and port."""
+        return f" 127.0.0.1 {self.port}".encode()
+
+    def operator_vars(self, root: Path, known_hosts_args: str) -> dict[str, object]:
+        """The operator's group_vars for instances under ``root`` reached through this
+        server: SSH, key authentication, strict host key checking (pipelining comes from
+        playbooks/ansible.cfg)."""
+        import sys
+
+        return {
+            "ansible_connection": "ssh",
+            "ansible_host_key_checking": True,
+            "ansible_port": self.port,
+            "ansible_user": self.user,
+            "ansible_ssh_private_key_file": str(self.client_key),
+            "ansible_ssh_common_args": known_hosts_args,
+            "ansible_python_interpreter": sys.executable,
+            "floy_root": str(root),
+            "floy_retry_delay": 0,
+        }
 
     def session_processes(self) -> list[str]:
         """:meth:`session_commands` as ``pid comm: cmdline`` lines."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -42,16 +41,8 @@ def ssh_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]], s
     # A short directory: a unix socket path is limited to 108 bytes.
     control_dir = Path(tempfile.mkdtemp(prefix="floy-cp-"))
     write_vars(env.settings.inventory_dir / "group_vars/all.yml", {
-        "ansible_connection": "ssh",
-        "ansible_host_key_checking": True,
-        "ansible_port": server.port,
-        "ansible_user": server.user,
-        "ansible_ssh_private_key_file": str(server.client_key),
-        "ansible_ssh_common_args": ssh_args(server.known_hosts),
+        **server.operator_vars(env.root, ssh_args(server.known_hosts)),
         "ansible_control_path_dir": str(control_dir),
-        "ansible_python_interpreter": sys.executable,
-        "floy_root": str(env.root),
-        "floy_retry_delay": 0,
     })
     try:
         yield env
