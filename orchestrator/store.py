@@ -431,14 +431,6 @@ class Store:
             ).all()
             return [(r[0], r[1], r[2]) for r in rows]
 
-    def list_runs(self, service: str | None, limit: int) -> list[RunRecord]:
-        """Most recent runs first."""
-        query = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
-        if service:
-            query = query.where(t.runs.c.service == service)
-        with self.read() as conn:
-            return [_run(r) for r in conn.execute(query)]
-
     def run_summaries(self, service: str, limit: int) -> list[RunSummary]:
         """Newest runs of a service with their per-status instance counts."""
         ri = t.run_instances
