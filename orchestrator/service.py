@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Protocol
@@ -101,15 +101,9 @@ class FloyDeployService:
         params = validation.validate_deploy_params(params, self.settings.allowed_package_hosts)
         self._recover()
         record = _params_record(params)
-        existing = self.store.get_run(params.deploy_id)
+        existing = self._idempotent(params.deploy_id, "deploy", record)
         if existing is not None:
-            if existing.kind == "deploy" and existing.params == record:
-                return self._deploy_result(existing)
-            raise ConflictError(
-                f"deploy_id {params.deploy_id} is already used by a run with different "
-                "parameters",
-                key=params.deploy_id,
-            )
+            return self._deploy_result(existing)
         self._check_members(params.service, params.instances)
         now = self.clock()
         run = RunRecord(
@@ -138,15 +132,9 @@ class FloyDeployService:
             )
             for position, instance_id in enumerate(params.instances)
         ]
-        try:
-            self.store.create_run(run, members)
-        except ConflictError:
-            # Another caller recorded the same ID a moment ago: identical params are the
-            # same request (idempotent), anything else stays a conflict.
-            again = self.store.get_run(params.deploy_id)
-            if again is not None and again.kind == "deploy" and again.params == record:
-                return self._deploy_result(again)
-            raise
+        recorded, created = self._record(run, members)
+        if not created:
+            return self._deploy_result(recorded)
         self.logger.info("deployment %s of %s %s to %d instance(s) recorded", run.run_id,
                          run.service, run.version, len(members))
         self.executor.submit(run.run_id)
@@ -343,32 +331,52 @@ class FloyDeployService:
         request: dict[str, object],
         field: str,
     ) -> RunRecord:
-        existing = self.store.get_run(rollback_id)
+        existing = self._idempotent(rollback_id, "rollback", request)
         if existing is not None:
-            if existing.kind == "rollback" and existing.params == request:
-                return existing
-            raise ConflictError(
-                f"rollback_id {rollback_id} is already used by a run with different "
-                "parameters",
-                key=rollback_id,
-            )
+            return existing
         targets = rollbacks.resolve_targets(self.store, instance_ids, version,
                                             str(request["package_url"]), field)
         if request["force"]:
             self._free_instances(instance_ids)
         run, members = rollbacks.build_run(rollback_id, service, version, targets, request,
                                            _who())
-        try:
-            self.store.create_run(run, members)
-        except ConflictError:
-            again = self.store.get_run(rollback_id)
-            if again is not None and again.kind == "rollback" and again.params == request:
-                return again
-            raise
+        recorded, created = self._record(run, members)
+        if not created:
+            return recorded
         self.logger.info("rollback %s of %d instance(s) to %s recorded", rollback_id,
                          len(members), version)
         self.executor.submit(rollback_id)
         return self.store.get_run(rollback_id) or run
+
+    def _idempotent(
+        self, run_id: str, kind: str, params: Mapping[str, object]
+    ) -> RunRecord | None:
+        """The run already recorded under ``run_id`` for this very request (re-submission
+        is idempotent), or None; a different request under the same ID is a conflict."""
+        existing = self.store.get_run(run_id)
+        if existing is None:
+            return None
+        if existing.kind == kind and existing.params == params:
+            return existing
+        label = "deploy_id" if kind == "deploy" else "rollback_id"
+        raise ConflictError(
+            f"{label} {run_id} is already used by a run with different parameters",
+            key=run_id,
+        )
+
+    def _record(
+        self, run: RunRecord, members: list[RunInstanceRecord]
+    ) -> tuple[RunRecord, bool]:
+        """Record a new run: (the run, True). If the same request recorded the same ID a
+        moment earlier (a race the check above cannot see), (that run, False)."""
+        try:
+            self.store.create_run(run, members)
+        except ConflictError:
+            again = self.store.get_run(run.run_id)
+            if again is not None and again.kind == run.kind and again.params == run.params:
+                return again, False
+            raise
+        return run, True
 
     def _free_instances(self, instance_ids: list[str]) -> None:
         """For a forced rollback: cancel the runs holding these instances, and wait."""
