@@ -805,6 +805,15 @@ class Release:
         else:
             remove_path(self.record_path)
 
+    def restart_and_check(self):
+        """Restart this release and wait for it to be healthy; the problem, or None."""
+        self.enter("restart")
+        self.restart(
+            self.version, self.deadline, "restart command of %s still running" % self.version
+        )
+        self.enter("health")
+        return self.health(self.health_deadline(), self.p["health_expect"])
+
     def restart(self, version, deadline, detail_on_timeout):
         """Run the restart command in releases/<version>; raise on failure or deadline."""
         command = self.p["restart_command"]
@@ -1017,13 +1026,8 @@ class Release:
         retryable = True
         timeout = None
         try:
-            self.enter("restart")
             self.changed = True
-            self.restart(
-                self.version, self.deadline, "restart command of %s still running" % self.version
-            )
-            self.enter("health")
-            problem = self.health(self.health_deadline(), p["health_expect"])
+            problem = self.restart_and_check()
             if problem:
                 if self.remaining() <= 0:
                     timeout = DeadlineExceeded(p["timeout"], "health check: %s" % problem)
@@ -1090,12 +1094,7 @@ class Release:
             self.changed = True
             return self.result("would restart %s: %s" % (self.version, problem))
         self.changed = True
-        self.enter("restart")
-        self.restart(
-            self.version, self.deadline, "restart command of %s still running" % self.version
-        )
-        self.enter("health")
-        problem = self.health(self.health_deadline(), p["health_expect"])
+        problem = self.restart_and_check()
         if problem:
             if self.remaining() <= 0:
                 raise DeadlineExceeded(p["timeout"], "health check: %s" % problem)
