@@ -607,6 +607,9 @@ class Store:
         with self.read() as conn:
             rows = conn.execute(
                 sa.select(t.runs).where(
+                    # unfinished runs are pending or in progress: ix_runs_status serves
+                    # this, so the sweep on every status read never scans all runs
+                    t.runs.c.status.in_([Status.PENDING.value, Status.IN_PROGRESS.value]),
                     t.runs.c.finished_at.is_(None),
                     sa.or_(
                         t.runs.c.lease_expires_at < _t(now),
