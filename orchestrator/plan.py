@@ -80,6 +80,11 @@ def deploy_extravars(run: RunRecord, settings: Settings) -> dict[str, Any]:
     }
     if settings.ca_bundle:
         values["floy_ca_bundle"] = Unsafe(settings.ca_bundle)
+    if settings.allowed_package_hosts:
+        # Checked again on the instance: for redirect hops and URLs recorded on the host.
+        values["floy_allowed_package_hosts"] = [
+            Unsafe(h) for h in sorted(settings.allowed_package_hosts)
+        ]
     return values
 
 

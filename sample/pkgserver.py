@@ -9,6 +9,9 @@ clients trust only the root) and can misbehave on request:
 - ``/slow/<seconds>/pkgs/<file>``: waits ``seconds`` before answering;
 - ``/drop/pkgs/<file>``: headers and half the body, then a connection reset;
 - ``/truncate/pkgs/<file>``: full Content-Length, half the bytes, clean close;
+- ``/drip/<seconds>/pkgs/<file>``: status line, headers and body one byte at a time,
+  ``seconds`` apart (a slow-loris server; stops when the client goes or after 10 minutes);
+- ``/redirect?to=<url>[&code=<3xx>]``: a redirect (302 by default) to ``url``;
 - ``/auth/pkgs/<file>``: only with the header ``Authorization: Bearer <token>`` (401
   without it), once a token is set with ``start(..., token=...)`` or
   :meth:`PackageServer.require_token`; 404 while no token is set.
@@ -30,6 +33,7 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -89,10 +93,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         owner = self.server.owner
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         owner._record(path, dict(self.headers.items()))
+        if path == "/redirect":
+            return self._redirect(urllib.parse.parse_qs(query))
         parts = path.split("/")[1:]
         mode = "plain"
+        drip = 0.0
         if parts[:1] == ["flaky"] and len(parts) >= 3:
             key, count = parts[1], parts[2]
             parts = parts[3:]
@@ -107,6 +114,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(400)
             parts = parts[2:]
             time.sleep(delay)
+        elif parts[:1] == ["drip"] and len(parts) >= 2:
+            try:
+                drip = float(parts[1])
+            except ValueError:
+                return self._error(400)
+            mode, parts = "drip", parts[2:]
         elif parts[:1] in (["drop"], ["truncate"]):
             mode = parts[0]
             parts = parts[1:]
@@ -124,6 +137,8 @@ class _Handler(BaseHTTPRequestHandler):
         if target is None:
             return self._error(404)
         data = target.read_bytes()
+        if mode == "drip":
+            return self._drip(data, drip)
         self.send_response(200)
         self.send_header("Content-Type", "application/gzip")
         self.send_header("Content-Length", str(len(data)))
@@ -137,6 +152,31 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "drop":
             # SO_LINGER 0 turns the close into a reset, like a dying peer.
             self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def _redirect(self, query: dict[str, list[str]]) -> None:
+        target = query.get("to", [""])[0]
+        code = query.get("code", ["302"])[0]
+        if not target or code not in ("301", "302", "303", "307", "308"):
+            return self._error(400)
+        self.send_response(int(code))
+        self.send_header("Location", target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _drip(self, data: bytes, interval: float) -> None:
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n").encode()
+        self.close_connection = True
+        give_up = time.monotonic() + 600
+        try:
+            for byte in head + data:
+                if time.monotonic() > give_up:
+                    return
+                self.wfile.write(bytes((byte,)))
+                self.wfile.flush()
+                time.sleep(interval)
+        except OSError:
+            return  # the client gave up: what a deadline should make it do
 
     def _error(self, status: int) -> None:
         body = f"{status} {self.responses.get(status, ('',))[0]}\n".encode()
@@ -193,6 +233,11 @@ class PackageServer:
     def url(self, filename: str) -> str:
         """HTTPS URL of a package file served from the directory."""
         return f"{self.base_url}/pkgs/{filename}"
+
+    def redirect_url(self, target: str, code: int = 302) -> str:
+        """A URL on this server that redirects to ``target``."""
+        query = urllib.parse.urlencode({"to": target, "code": str(code)})
+        return f"{self.base_url}/redirect?{query}"
 
     def auth_url(self, filename: str) -> str:
         """HTTPS URL of a package file that needs the bearer token."""

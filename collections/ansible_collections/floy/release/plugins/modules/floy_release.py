@@ -50,7 +50,7 @@ options:
     default: ""
   package_url:
     description:
-      - HTTPS URL of the C(.tar.gz) package. Other schemes are refused, redirects too.
+      - HTTPS URL of the C(.tar.gz) package. Other schemes are refused, redirects to them too.
       - May be empty when the version is already installed on the host, or when
         a record of an earlier install of the version names its URL.
     type: str
@@ -113,7 +113,30 @@ options:
     description: Download and reinstall even if the version is installed and current.
     type: bool
     default: false
+  allowed_hosts:
+    description:
+      - Hosts packages may be fetched from. Empty means any host.
+      - Applies to I(package_url), to a URL recorded on the host, and to every redirect hop.
+    type: list
+    elements: str
+    default: []
+  max_unpacked_bytes:
+    description:
+      - Most bytes a package may download and unpack to (4 GiB by default); larger ones
+        are refused before their data is written.
+    type: int
+    default: 4294967296
+  max_archive_entries:
+    description: Most entries (files, directories, links) a package may hold.
+    type: int
+    default: 100000
 notes:
+  - Packages are unpacked member by member through directory file descriptors, never
+    through a symlink; absolute paths, C(..), links leading out of the release, devices
+    and FIFOs are refused, and setuid, setgid and group/other write bits are dropped.
+  - Redirects are followed only to HTTPS URLs that pass the same checks; I(headers) are
+    sent only to the origin (scheme, host, port) of the URL they were given for.
+  - The deadline I(timeout) covers the whole download and unpack, not each read.
   - Check mode reports whether a release would happen without touching the host.
   - Concurrent runs on one instance are refused (a lock file in C(.floy/)).
 """
@@ -195,36 +218,45 @@ import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import errno  # noqa: E402
 import fcntl  # noqa: E402
-import hashlib  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
-import ssl  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import urllib.error  # noqa: E402
-import urllib.parse  # noqa: E402
 import urllib.request  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.floy.release.plugins.module_utils.floy_archive import (  # noqa: E402
+    ArchiveError,
+    extract_tar,
+)
+from ansible_collections.floy.release.plugins.module_utils.floy_download import (  # noqa: E402
+    FetchError,
+    FetchTimeout,
+    check_url,
+    deadline_timer,
+    download,
+    safe_url,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 TMP_PREFIX = ".floy-"
-CHUNK = 1 << 16
 HEALTH_POLL = 0.5
 HEALTH_FAST_POLL = 0.1
 KILL_GRACE = 3.0
 # After a failed release the previous one is restarted even though the deadline
 # has passed: getting the old version serving again matters more.
 RECOVERY_BUDGET = 30.0
+# Caps on what one package may unpack to (operator-settable; see DOCUMENTATION).
+DEFAULT_MAX_UNPACKED_BYTES = 4 << 30
+DEFAULT_MAX_ARCHIVE_ENTRIES = 100000
 # How long to wait for the instance lock held by a release that is still cleaning up.
 LOCK_WAIT = 45.0
 
@@ -310,15 +342,6 @@ def utc_now():
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def safe_url(url):
-    """The URL without user info or query string, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = "%s:%d" % (host, parts.port)
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 def write_json_atomic(path, data):
     """Write JSON to ``path`` through a temp file, fsync and rename."""
     directory = os.path.dirname(path)
@@ -386,38 +409,6 @@ def exchange_paths(a, b):
             return False
         raise OSError(err, os.strerror(err), a)
     return True
-
-
-def check_member(member, dest):
-    """Refuse tar members that would escape ``dest`` or are not plain files/dirs/links."""
-    name = member.name
-    if name.startswith("/") or os.path.isabs(name):
-        raise ReleaseError("bad archive: absolute path %r" % name)
-    target = os.path.realpath(os.path.join(dest, name))
-    if target != dest and not target.startswith(dest + os.sep):
-        raise ReleaseError("bad archive: %r would be outside the release directory" % name)
-    if member.issym() or member.islnk():
-        link = member.linkname
-        if os.path.isabs(link):
-            raise ReleaseError("bad archive: link %r points to absolute path %r" % (name, link))
-        base = os.path.dirname(target) if member.issym() else dest
-        link_target = os.path.realpath(os.path.join(base, link))
-        if link_target != dest and not link_target.startswith(dest + os.sep):
-            raise ReleaseError("bad archive: link %r points outside the release" % name)
-    elif not (member.isfile() or member.isdir()):
-        raise ReleaseError("bad archive: %r is not a regular file, directory or link" % name)
-
-
-class NoRedirectToOtherSchemes(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to HTTPS URLs."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urllib.parse.urlsplit(newurl).scheme != "https":
-            raise ReleaseError(
-                "download failed: refusing redirect from %s to non-HTTPS %s"
-                % (safe_url(req.full_url), safe_url(newurl))
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 class Release:
@@ -552,8 +543,10 @@ class Release:
             raise ReleaseError("invalid port %d" % p["port"])
         if p["keep_releases"] < 1:
             raise ReleaseError("invalid keep_releases %d: must be at least 1" % p["keep_releases"])
+        if p["max_unpacked_bytes"] < 1 or p["max_archive_entries"] < 1:
+            raise ReleaseError("invalid max_unpacked_bytes or max_archive_entries: must be positive")
         if p["package_url"]:
-            self.check_url(p["package_url"])
+            self.check_url(p["package_url"], "package_url")
         sha = p["package_sha256"].strip().lower()
         if sha and not SHA256_RE.match(sha):
             raise ReleaseError("invalid package_sha256: expected 64 hex digits")
@@ -563,11 +556,12 @@ class Release:
         if p["ca_bundle"] and not os.path.isfile(p["ca_bundle"]):
             raise ReleaseError("ca_bundle %s does not exist" % p["ca_bundle"])
 
-    @staticmethod
-    def check_url(url):
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ReleaseError("invalid package_url %s: only https:// URLs are allowed" % url)
+    def check_url(self, url, what):
+        """Apply the URL policy (HTTPS, host, port, allowed hosts) to a URL to fetch."""
+        try:
+            check_url(url, self.p["allowed_hosts"], what)
+        except FetchError as exc:
+            raise ReleaseError(exc.msg) from None
 
     def prepare_dirs(self):
         """Create the layout, take the instance lock, clear leftovers of killed runs."""
@@ -611,83 +605,33 @@ class Release:
 
     def fetch(self, url, expected_sha):
         """Download ``url`` to a temp file in releases/; return (path, sha256)."""
-        self.check_url(url)
-        context = ssl.create_default_context(cafile=self.p["ca_bundle"] or None)
-        opener = urllib.request.build_opener(
-            urllib.request.HTTPSHandler(context=context), NoRedirectToOtherSchemes()
-        )
-        headers = {"User-Agent": "floy_release/0.1"}
-        headers.update({str(k): str(v) for k, v in (self.p["headers"] or {}).items()})
-        request = urllib.request.Request(url, headers=headers)
+        p = self.p
         fd, tmp = tempfile.mkstemp(
             prefix=TMP_PREFIX + "pkg-", suffix=".tar.gz", dir=self.releases_dir
         )
         self.temp_paths.append(tmp)
         where = safe_url(url)
-        digest = hashlib.sha256()
-        received = 0
+        self.check_deadline("downloading %s" % where)
         try:
             with os.fdopen(fd, "wb") as out:
-                self.check_deadline("downloading %s" % where)
-                with opener.open(request, timeout=max(0.1, self.remaining())) as response:
-                    length = response.headers.get("Content-Length")
-                    expected_len = int(length) if length and length.isdigit() else None
-                    while True:
-                        self.check_deadline("downloading %s" % where)
-                        sock_timeout = max(0.1, self.remaining())
-                        with contextlib.suppress(AttributeError, OSError):
-                            response.fp.raw._sock.settimeout(sock_timeout)
-                        chunk = response.read(CHUNK)
-                        if not chunk:
-                            break
-                        received += len(chunk)
-                        digest.update(chunk)
-                        out.write(chunk)
-                if expected_len is not None and received != expected_len:
-                    raise ReleaseError(
-                        "download failed: connection closed after %d of %d bytes from %s"
-                        % (received, expected_len, where),
-                        retryable=True,
+                with deadline_timer(self.remaining(), lambda: "downloading %s" % where):
+                    sha = download(
+                        url,
+                        out,
+                        p["headers"],
+                        p["ca_bundle"],
+                        p["allowed_hosts"],
+                        p["max_unpacked_bytes"],
+                        max(0.1, self.remaining()),
                     )
                 out.flush()
                 os.fsync(out.fileno())
-        except ReleaseError:
-            raise
-        except urllib.error.HTTPError as exc:
-            raise ReleaseError(
-                "download failed: HTTP %d %s for %s" % (exc.code, exc.reason, where),
-                retryable=exc.code >= 500 or exc.code in (408, 429),
-            ) from None
-        except (TimeoutError, socket.timeout) as exc:
-            if self.remaining() <= 0:
-                raise DeadlineExceeded(self.p["timeout"], "downloading %s" % where) from None
-            raise ReleaseError("download failed: %s for %s" % (exc, where), True) from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, ssl.SSLCertVerificationError):
-                raise ReleaseError(
-                    "download failed: TLS certificate verification failed for %s: %s"
-                    % (where, reason.verify_message or reason)
-                ) from None
-            if isinstance(reason, (TimeoutError, socket.timeout)) and self.remaining() <= 0:
-                raise DeadlineExceeded(self.p["timeout"], "downloading %s" % where) from None
-            raise ReleaseError("download failed: %s for %s" % (reason, where), True) from None
-        except ssl.SSLCertVerificationError as exc:
-            raise ReleaseError(
-                "download failed: TLS certificate verification failed for %s: %s"
-                % (where, exc.verify_message or exc)
-            ) from None
+        except FetchTimeout as exc:
+            raise DeadlineExceeded(p["timeout"], exc.detail) from None
+        except FetchError as exc:
+            raise ReleaseError(exc.msg, exc.retryable) from None
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-                raise ReleaseError(
-                    "download failed: cannot write %s: %s" % (tmp, exc.strerror)
-                ) from None
-            raise ReleaseError("download failed: %s for %s" % (exc, where), True) from None
-        except (http.client.HTTPException, ValueError) as exc:
-            raise ReleaseError(
-                "download failed: %s: %s for %s" % (type(exc).__name__, exc, where), True
-            ) from None
-        sha = digest.hexdigest()
+            raise ReleaseError("download failed: cannot write %s: %s" % (tmp, exc.strerror)) from None
         self.downloaded = True
         self.sha256 = sha
         if expected_sha and sha != expected_sha:
@@ -696,29 +640,21 @@ class Release:
 
     def unpack(self, archive):
         """Unpack ``archive`` into a new temp dir in releases/ and return its path."""
-        dest = os.path.realpath(
-            tempfile.mkdtemp(prefix=TMP_PREFIX + "unpack-", dir=self.releases_dir)
-        )
+        dest = tempfile.mkdtemp(prefix=TMP_PREFIX + "unpack-", dir=self.releases_dir)
         self.temp_paths.append(dest)
         try:
-            with tarfile.open(archive, "r:gz") as tar:
-                members = []
-                for member in tar:
-                    self.check_deadline("unpacking")
-                    check_member(member, dest)
-                    members.append(member)
-                if not members:
-                    raise ReleaseError("bad archive: the package is empty")
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(dest, members=members, filter="data")
-                else:  # Python without PEP 706: check_member did the same checks
-                    for member in members:
-                        member.mode = (member.mode or 0o644) & 0o755
-                    tar.extractall(dest, members=members)
-        except ReleaseError:
-            raise
-        except (tarfile.TarError, EOFError, ValueError, UnicodeError) as exc:
-            raise ReleaseError("bad archive: %s" % (exc or type(exc).__name__)) from None
+            with deadline_timer(self.remaining(), lambda: "unpacking"):
+                extract_tar(
+                    archive,
+                    dest,
+                    self.p["max_unpacked_bytes"],
+                    self.p["max_archive_entries"],
+                    lambda: self.check_deadline("unpacking"),
+                )
+        except FetchTimeout as exc:
+            raise DeadlineExceeded(self.p["timeout"], exc.detail) from None
+        except ArchiveError as exc:
+            raise ReleaseError("bad archive: %s" % exc.msg) from None
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ReleaseError("unpack failed: no space left on device") from None
@@ -997,6 +933,9 @@ class Release:
                     "release %s is not installed on this instance and no package_url was given"
                     % self.version
                 )
+            if not p["package_url"]:
+                # The current policy applies to a URL recorded on the host, too.
+                self.check_url(url, "package URL recorded on the host for %s" % self.version)
             self.enter("fetch")
             archive, sha = self.fetch(
                 url,
@@ -1192,6 +1131,9 @@ def main():
             keep_releases=dict(type="int", default=5),
             reuse_release=dict(type="bool", default=True),
             force=dict(type="bool", default=False),
+            allowed_hosts=dict(type="list", elements="str", default=[]),
+            max_unpacked_bytes=dict(type="int", default=DEFAULT_MAX_UNPACKED_BYTES),
+            max_archive_entries=dict(type="int", default=DEFAULT_MAX_ARCHIVE_ENTRIES),
         ),
         supports_check_mode=True,
     )
