@@ -8,6 +8,7 @@ ansible-runner) happen only in commands that need them, so ``floy --help`` stays
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -108,7 +109,8 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, inventory_dir:
 @click.argument("version")
 @click.option("--url", "package_url", required=True, help="HTTPS URL of the package (.tar.gz).")
 @click.option("-i", "--instance", "instances", multiple=True,
-              help="Instance ID (repeat, or comma-separated). Default: every instance of SERVICE.")
+              help="Instance ID (repeat, or comma-separated). Without -i: every instance of "
+                   "SERVICE; a -i naming none is an error.")
 @click.option("--sha256", "package_sha256", default="", help="Expected sha256 of the package.")
 @click.option("--deploy-id", default="", help="Run ID (default: generated). Re-submitting the "
               "same ID with the same parameters returns the existing run.")
@@ -133,12 +135,7 @@ def deploy(c: Context, service: str, version: str, package_url: str, instances: 
     """Deploy VERSION of SERVICE from an HTTPS package, in serial batches."""
     from orchestrator.models import DeployParams
 
-    ids = tuple(part.strip() for item in instances for part in item.split(",") if part.strip())
-    if not ids:
-        ids = tuple(r.instance_id for r in c.store.service_instances(service))
-        if not ids:
-            raise ValidationError("instances", f"no instance given and none registered for "
-                                               f"service {service!r}")
+    ids = _instance_ids(c, service, instances)
     params = DeployParams(
         service=service, version=version, instances=ids, package_url=package_url,
         deploy_id=deploy_id or _generated_id("deploy", service, version),
@@ -277,7 +274,8 @@ def rollback_instance(c: Context, instance_id: str, target_version: str, package
 @click.argument("service")
 @click.argument("target_version")
 @click.option("-i", "--instance", "instances", multiple=True,
-              help="Instance ID (repeat, or comma-separated). Default: every instance.")
+              help="Instance ID (repeat, or comma-separated). Without -i: every instance; "
+                   "a -i naming none is an error.")
 @click.option("--batch-size", default="1", show_default=True)
 @click.option("--max-failures", type=int, default=0, show_default=True)
 @_rollback_options
@@ -311,8 +309,17 @@ def _after_start(c: Context, run_id: str, result: dict[str, Any], detach: bool,
 
 
 def _instance_ids(c: Context, service: str, given: tuple[str, ...]) -> tuple[str, ...]:
-    ids = tuple(part.strip() for item in given for part in item.split(",") if part.strip())
-    if ids:
+    """The instances the -i options name; no -i at all means every instance of the service.
+
+    A -i that names nothing (``-i ""``, ``-i ,``) is bad input, never "all": an empty
+    variable in a script must not deploy to the whole service.
+    """
+    if given:
+        ids = tuple(part.strip() for item in given for part in item.split(",") if part.strip())
+        if not ids:
+            raise ValidationError("instances", "-i names no instance; name at least one, or "
+                                               "leave -i out to select every instance of "
+                                               "the service")
         return ids
     ids = tuple(r.instance_id for r in c.store.service_instances(service))
     if not ids:
@@ -420,15 +427,21 @@ def instances_add(c: Context, instance_id: str, service: str, host: str, port: i
               help="Host variable holding the service port.")
 @click.option("--meta-var", multiple=True, help="Host variable to keep as metadata (repeat).")
 @click.option("--replace", is_flag=True, help="Update instances that are already registered.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True, max=3600), default=30.0,
+              show_default=True,
+              help="Seconds allowed for ansible-inventory to read the inventory (scripts and "
+                   "plugins included).")
 @pass_ctx
 def instances_import(c: Context, inventory: str, service: str, group: str, port_var: str,
-                     meta_var: tuple[str, ...], replace: bool) -> None:
+                     meta_var: tuple[str, ...], replace: bool, timeout: float) -> None:
     """Import the hosts of an Ansible inventory group as instances (via ansible-inventory)."""
+    from orchestrator.display import safe_text
     from orchestrator.importer import read_inventory_group
 
-    specs = read_inventory_group(Path(inventory), service, group or service, port_var, meta_var)
+    specs = read_inventory_group(Path(inventory), service, group or service, port_var, meta_var,
+                                 timeout=timeout)
     c.store.add_instances(specs, replace=replace)
-    click.echo(f"imported {len(specs)} instance(s) of {service} from {inventory}")
+    click.echo(f"imported {len(specs)} instance(s) of {service} from {safe_text(inventory)}")
 
 
 @instances.command("list", epilog=EXIT_CODES_HELP)
@@ -456,7 +469,13 @@ def instances_list(c: Context, service: str, version_filter: str, limit: int, of
 
 # -- error boundary -------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: the one place errors become messages and exit codes."""
+    """Console entry point: the one place errors become messages and exit codes.
+
+    Messages may quote stored or user-supplied text, so they are printed through
+    :func:`~orchestrator.display.safe_text` (``--json`` errors are JSON-escaped instead).
+    """
+    from orchestrator.display import safe_text
+
     as_json = "--json" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="floy", standalone_mode=False)
@@ -464,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         if as_json:
             click.echo(json.dumps(exc.to_dict()), err=True)
         else:
-            click.echo(f"floy: {exc}", err=True)
+            click.echo(f"floy: {safe_text(str(exc))}", err=True)
         sys.exit(int(exc.exit_code))
     except click.exceptions.Abort:
         click.echo("floy: interrupted", err=True)
@@ -472,7 +491,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        shown = io.StringIO()
+        exc.show(file=shown)  # usage and hint lines are click's own: keep their newlines
+        click.echo(safe_text(shown.getvalue(), keep_newlines=True), err=True, nl=False)
         sys.exit(int(ExitCode.BAD_INPUT))
     except KeyboardInterrupt:
         click.echo("floy: interrupted", err=True)
@@ -482,5 +503,5 @@ def main(argv: list[str] | None = None) -> None:
         import traceback
 
         click.echo("floy: internal error (run with -v for the traceback):\n"
-                   + traceback.format_exc().splitlines()[-1], err=True)
+                   + safe_text(traceback.format_exc().splitlines()[-1]), err=True)
         sys.exit(int(ExitCode.INTERNAL))

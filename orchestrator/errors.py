@@ -26,7 +26,7 @@ class ExitCode(IntEnum):
     CONFLICT = 4
     #: A run could not be started or carried (ansible missing, worker failed).
     EXECUTION = 5
-    #: Bad settings, or the database is unreachable or unwritable.
+    #: Bad settings, or the database is unreachable, unwritable or damaged.
     CONFIG = 6
     #: The run is still going (e.g. a cancel that had not taken effect in time).
     STILL_RUNNING = 7
@@ -131,3 +131,49 @@ class ConfigError(FloyError):
 
     exit_code = ExitCode.CONFIG
     code = "config"
+
+
+class StoreDataError(ConfigError):
+    """The database holds what floy never writes: a missing table, a malformed row.
+
+    ``table`` names the table, ``key`` the row (its primary key) and ``column`` the value
+    when they are known; ``problem`` says what is wrong. The message tells the operator what
+    to do: fix that row, or restore the database from a backup. ``database`` (a path, or a URL
+    without its password) is filled in where the store knows it.
+    """
+
+    code = "store_data"
+
+    def __init__(
+        self, table: str, problem: str, key: str = "", column: str = "", database: str = ""
+    ) -> None:
+        where = f"table {table}"
+        if key:
+            where += f", row {key!r}"
+        if column:
+            where += f", column {column}"
+        remedy = ("fix that row, or restore the database from a backup" if key
+                  else "restore the database from a backup")
+        damaged = f"the database {database}" if database else "the database"
+        super().__init__(f"{damaged} is damaged: {where}: {problem}; {remedy}")
+        self.table = table
+        self.problem = problem
+        self.key = key
+        self.column = column
+        self.database = database
+
+    def _init_args(self) -> tuple[str, ...]:
+        return (self.table, self.problem, self.key, self.column, self.database)
+
+    def located(self, database: str) -> StoreDataError:
+        """The same error, naming the database it was found in."""
+        return StoreDataError(self.table, self.problem, self.key, self.column, database)
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the JSON error object, with ``table`` and, when known, ``key`` and ``column``."""
+        out = {"error": self.code, "message": str(self), "table": self.table}
+        if self.key:
+            out["key"] = self.key
+        if self.column:
+            out["column"] = self.column
+        return out

@@ -11,7 +11,11 @@ Rules (DESIGN.md section 6):
 - any ``runner_on_failed`` (not ``ignore_errors``) or ``runner_on_unreachable`` fails the
   instance with the module's message; the first failure's message is kept;
 - events for hosts that are not instances of the run (``localhost``) are ignored, and an
-  instance already finished never changes again.
+  instance already finished never changes again;
+- what a host reports is input (DESIGN.md section 5): a ``current_version`` or
+  ``previous_version`` that fails :func:`~orchestrator.validation.validate_name` is never
+  recorded. A release reported complete with such a version fails, with the reason: floy
+  cannot tell what the instance runs until it is probed (``floy refresh``).
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
+from orchestrator.errors import ValidationError
 from orchestrator.models import Status
 from orchestrator.timefmt import format_time
+from orchestrator.validation import validate_name
 
 RELEASE_ACTION = "floy_release"
 
@@ -63,6 +69,9 @@ class InstanceUpdate:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     release: dict[str, str] | None = None  # version/package_url/sha256 of a completed release
+    #: The host was lost while its release ran: the run row's current_version becomes ""
+    #: (unknown) until a probe says; the registry's record is left for the probe to settle.
+    version_unknown: bool = False
 
     def member_values(self) -> dict[str, Any]:
         """Column values for the run_instances row."""
@@ -73,6 +82,8 @@ class InstanceUpdate:
             value = getattr(self, name)
             if value is not None:
                 values[name] = value
+        if self.version_unknown:
+            values["current_version"] = ""
         if self.started_at is not None:
             values["started_at"] = format_time(self.started_at)
         if self.completed_at is not None:
@@ -87,6 +98,8 @@ class FoldState:
     statuses: Mapping[str, Status]
     attempts: Mapping[str, int] = field(default_factory=dict)
     finished: bool = False  # playbook_on_stats seen
+    #: Instances lost (unreachable) during their release task: what they run is unknown.
+    unknown: frozenset[str] = frozenset()
     package_url: str = ""
     package_sha256: str = ""
 
@@ -167,7 +180,7 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
             host, status=Status.IN_PROGRESS, started_at=at, phase="release", attempts=1
         )
     elif kind == "runner_retry" and release_task:
-        attempts = int(res.get("attempts", state.attempts.get(host, 1))) + 1
+        attempts = _int(res.get("attempts"), state.attempts.get(host, 1)) + 1
         update = InstanceUpdate(
             host,
             attempts=attempts,
@@ -175,39 +188,67 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
             error_message=f"attempt {attempts - 1} failed: {_message(res, 'failed')}",
         )
     elif kind == "runner_on_ok" and release_task:
-        version = str(res.get("current_version") or res.get("version") or "")
-        update = InstanceUpdate(
-            host,
-            status=Status.COMPLETED,
-            phase="done",
-            attempts=_attempts(state, host, res),
-            current_version=version,
-            previous_version=_optional_str(res.get("previous_version")),
-            error_message="",
-            completed_at=at,
-            release={
-                "version": version,
-                "package_url": str(res.get("package_url") or state.package_url),
-                "sha256": str(res.get("sha256") or state.package_sha256),
-            },
-        )
+        key = "current_version" if res.get("current_version") else "version"
+        version, refused = _reported_version(res, key)
+        previous, refused_previous = _reported_version(res, "previous_version")
+        if refused:
+            update = InstanceUpdate(
+                host,
+                status=Status.FAILED,
+                phase="verify",
+                attempts=_attempts(state, host, res),
+                previous_version=previous,
+                error_message=f"{refused}; probe it with floy refresh",
+                completed_at=at,
+            )
+        else:
+            update = InstanceUpdate(
+                host,
+                status=Status.COMPLETED,
+                phase="done",
+                attempts=_attempts(state, host, res),
+                current_version=version or "",
+                previous_version=previous,
+                error_message=refused_previous,
+                completed_at=at,
+                release={
+                    "version": version or "",
+                    "package_url": str(res.get("package_url") or state.package_url),
+                    "sha256": str(res.get("sha256") or state.package_sha256),
+                },
+            )
     elif kind == "runner_on_unreachable":
+        reason = f"unreachable: {unreachable_message(_message(res, 'host unreachable'))}"
+        # Lost during the release task, the module may have gone on (or be going on) on
+        # the host: floy cannot say which release it runs until it is probed.
+        lost = release_task and current is Status.IN_PROGRESS
         update = InstanceUpdate(
             host,
             status=Status.FAILED,
             phase="connect",
-            error_message=f"unreachable: {unreachable_message(_message(res, 'host unreachable'))}",
+            error_message=f"{reason}; its version is unknown until it is probed" if lost
+            else reason,
             completed_at=at,
+            version_unknown=lost,
         )
     elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+        reported, refused = _reported_version(res, "current_version") if release_task else (
+            None, "")
+        message = _message(res, "task failed")
+        # The module always reports its phase; a release task failing without one is the
+        # module itself dying (killed, crashed): it may have switched before it died.
+        died = release_task and "phase" not in res
+        if died:
+            message += "; its version is unknown until it is probed"
         update = InstanceUpdate(
             host,
             status=Status.FAILED,
             phase=str(res.get("phase") or data.get("task") or "failed"),
             attempts=_attempts(state, host, res) if release_task else None,
-            current_version=_optional_str(res.get("current_version")) if release_task else None,
-            error_message=_message(res, "task failed"),
+            current_version=None if died else reported,
+            error_message=f"{message}; {refused}" if refused else message,
             completed_at=at,
+            version_unknown=died,
         )
 
     if update is None:
@@ -218,18 +259,33 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
         statuses[host] = update.status
     if update.attempts is not None:
         tries[host] = update.attempts
-    return replace(state, statuses=statuses, attempts=tries), [update]
+    unknown = state.unknown | {host} if update.version_unknown else state.unknown
+    return replace(state, statuses=statuses, attempts=tries, unknown=unknown), [update]
 
 
 def _attempts(state: FoldState, host: str, res: Mapping[str, Any]) -> int:
     """Attempts so far: ansible-core 2.19 under-reports ``attempts`` on the final failure
     after exhausted retries, so the count of ``runner_retry`` events wins when larger."""
+    return max(_int(res.get("attempts"), 0), state.attempts.get(host, 1))
+
+
+def _int(value: object, default: int) -> int:
+    """An integer a host reported, or ``default`` when it is not one (the fold never raises)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return default
     try:
-        reported = int(res.get("attempts", 0))
-    except (TypeError, ValueError):
-        reported = 0
-    return max(reported, state.attempts.get(host, 1))
+        return int(value)
+    except (ValueError, OverflowError):
+        return default
 
 
-def _optional_str(value: object) -> str | None:
-    return None if value in (None, "") else str(value)
+def _reported_version(res: Mapping[str, Any], key: str) -> tuple[str | None, str]:
+    """A version the module reported under ``key``: ``(version, "")``, ``(None, "")`` when it
+    reported none, or ``(None, why)`` when it fails the checks on names (never recorded)."""
+    value = res.get(key)
+    if value in (None, ""):
+        return None, ""
+    try:
+        return validate_name(key, value), ""
+    except ValidationError as exc:
+        return None, f"{exc} (reported by the host; not recorded)"

@@ -4,6 +4,12 @@ The probe playbook runs the ``floy_probe`` module once per instance; :func:`obse
 its events (pure); :func:`probe_instances` runs it. Used after a cancel and after a lost
 worker (where the disk is authoritative), and by ``floy refresh`` (where a disagreement
 with the record is reported as drift).
+
+What the probe reads is input like any request (DESIGN.md section 5): a directory name on
+the host can be ``{{ lookup(...) }}`` or hold terminal escapes. The fold checks every
+version it reads with :func:`~orchestrator.validation.validate_name`; a refused
+``current_version`` is kept only in :attr:`Observation.refused_version` (to report, never
+to store), refused release names are dropped, and :attr:`Observation.error` says why.
 """
 
 from __future__ import annotations
@@ -15,17 +21,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator import runner
+from orchestrator.errors import ValidationError
 from orchestrator.events import RunnerEvent
 from orchestrator.plan import bake_probe
 from orchestrator.settings import Settings
 from orchestrator.store import InstanceRecord
+from orchestrator.validation import validate_name
 
 PROBE_ACTION = "floy_probe"
 
 
 @dataclass(frozen=True)
 class Observation:
-    """What the probe saw on one instance."""
+    """What the probe saw on one instance.
+
+    ``current_version`` and ``releases`` passed the checks on names (``""``: no release).
+    ``refused_version`` is the current version as read when it did not: report it, never
+    store it; ``error`` then says why.
+    """
 
     instance_id: str
     reachable: bool
@@ -33,6 +46,46 @@ class Observation:
     releases: tuple[str, ...] = ()
     state: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    refused_version: str = ""
+
+    @property
+    def trusted(self) -> bool:
+        """Reached, and its current version passed validation: safe to record."""
+        return self.reachable and not self.refused_version
+
+
+def _read_back(host: str, res: dict[str, Any]) -> Observation:
+    """One reached instance's observation, every version it reported checked."""
+    problems: list[str] = []
+    raw = res.get("current_version")
+    current, refused = "", ""
+    if raw not in (None, ""):
+        try:
+            current = validate_name("current_version", raw)
+        except ValidationError as exc:
+            # As read, for the report; a non-string gets a form no valid name can equal.
+            refused = raw if isinstance(raw, str) else f"<{type(raw).__name__}> {raw!r}"
+            problems.append(f"{exc} (read from the host; not recorded)")
+    listed = res.get("releases") or ()
+    if not isinstance(listed, (list, tuple)):
+        listed = ()
+        problems.append("invalid releases: not a list (read from the host; ignored)")
+    releases = []
+    for index, name in enumerate(listed):
+        try:
+            releases.append(validate_name(f"releases[{index}]", name))
+        except ValidationError as exc:
+            problems.append(f"{exc} (read from the host; ignored)")
+    state = res.get("state")
+    return Observation(
+        host,
+        True,
+        current,
+        tuple(releases),
+        dict(state) if isinstance(state, dict) else {},
+        error="; ".join(problems),
+        refused_version=refused,
+    )
 
 
 def observe(events: Iterable[RunnerEvent], instance_ids: Sequence[str]) -> dict[str, Observation]:
@@ -47,13 +100,7 @@ def observe(events: Iterable[RunnerEvent], instance_ids: Sequence[str]) -> dict[
         action = data.get("resolved_action") or data.get("task_action") or ""
         kind = event.get("event")
         if kind == "runner_on_ok" and action.endswith(PROBE_ACTION):
-            seen[host] = Observation(
-                host,
-                True,
-                str(res.get("current_version") or ""),
-                tuple(str(v) for v in res.get("releases") or ()),
-                dict(res.get("state") or {}),
-            )
+            seen[host] = _read_back(host, res)
         elif kind in ("runner_on_failed", "runner_on_unreachable"):
             prefix = "unreachable: " if kind == "runner_on_unreachable" else ""
             seen[host] = Observation(host, False, error=prefix + str(res.get("msg", "failed")))

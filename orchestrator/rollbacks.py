@@ -6,6 +6,10 @@ package URL is given: the release history (``releases`` table) records only comp
 releases, so a failed or half-built one can never be chosen. On the host, a complete
 ``releases/<target>`` is reused without a download (the fast path); otherwise the package
 comes from the request's URL or the URL recorded in the history.
+
+The package policy of today (HTTPS, ``allowed_package_hosts``) applies to every URL floy
+hands to a host, whatever its source: a URL recorded in the history is checked again when
+it is chosen, as if it had been given on the command line.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from orchestrator.models import Status
 from orchestrator.plan import batch_numbers
 from orchestrator.store import RunInstanceRecord, RunRecord, Store
 from orchestrator.timefmt import utcnow
+from orchestrator.validation import validate_package_url
 
 
 @dataclass(frozen=True)
@@ -33,10 +38,17 @@ class Target:
 
 
 def resolve_targets(
-    store: Store, instance_ids: Sequence[str], version: str, package_url: str, field: str
+    store: Store,
+    instance_ids: Sequence[str],
+    version: str,
+    package_url: str,
+    field: str,
+    allowed_hosts: frozenset[str],
 ) -> list[Target]:
     """Per-instance package of a rollback to ``version``; refuses never-completed versions.
 
+    ``package_url`` (already validated) wins; otherwise the URL recorded when the version
+    completed there, which must pass the current policy (``allowed_hosts``, HTTPS).
     Raises ValidationError naming ``field`` (e.g. ``instances[2]``) before anything runs.
     """
     known = store.get_instances(instance_ids)
@@ -44,14 +56,21 @@ def resolve_targets(
     for index, instance_id in enumerate(instance_ids):
         record = known[instance_id]
         entry = store.completed_release(instance_id, version)
+        name = field if len(instance_ids) == 1 else f"{field}[{index}]"
         if package_url:
             sha = entry["sha256"] if entry and entry["package_url"] == package_url else ""
             targets.append(Target(instance_id, package_url, sha, record.version))
         elif entry is not None:
-            targets.append(Target(instance_id, entry["package_url"], entry["sha256"],
-                                  record.version))
+            recorded = entry["package_url"]
+            if recorded and not _allowed(recorded, allowed_hosts):
+                raise ValidationError(
+                    name,
+                    f"the package URL recorded when {version!r} completed on {instance_id!r} "
+                    f"is no longer allowed ({_policy_reason(recorded, allowed_hosts)}); "
+                    "give package_url to install it from an allowed host",
+                )
+            targets.append(Target(instance_id, recorded, entry["sha256"], record.version))
         else:
-            name = field if len(instance_ids) == 1 else f"{field}[{index}]"
             raise ValidationError(
                 name,
                 f"version {version!r} never completed on instance {instance_id!r} "
@@ -59,6 +78,20 @@ def resolve_targets(
                 "give package_url to install it anyway",
             )
     return targets
+
+
+def _allowed(url: str, allowed_hosts: frozenset[str]) -> bool:
+    """Whether a recorded URL passes today's package policy."""
+    return not _policy_reason(url, allowed_hosts)
+
+
+def _policy_reason(url: str, allowed_hosts: frozenset[str]) -> str:
+    """Why a recorded URL fails today's package policy ("" when it passes)."""
+    try:
+        validate_package_url("package_url", url, allowed_hosts)
+    except ValidationError as exc:
+        return exc.reason
+    return ""
 
 
 def build_run(
@@ -91,13 +124,19 @@ def build_run(
 
 
 def start_automatic(
-    store: Store, deploy: RunRecord, members: Sequence[RunInstanceRecord]
+    store: Store,
+    deploy: RunRecord,
+    members: Sequence[RunInstanceRecord],
+    *,
+    allowed_hosts: frozenset[str],
 ) -> tuple[str | None, str]:
     """After a failed deployment, record a rollback of the instances it switched.
 
     Returns the rollback run's ID (None when there is nothing to roll back) and a note for
     the deployment's error message. Instances whose release failed were already switched
     back by the module; only completed ones are rolled back, to the version they had.
+    A recorded URL that fails today's policy (``allowed_hosts``, HTTPS) is dropped: that
+    instance can then only go back to a release it still has, and the note says so.
     """
     switched = [m for m in members if m.status is Status.COMPLETED
                 and m.previous_version not in ("", m.target_version)]
@@ -107,10 +146,14 @@ def start_automatic(
     chosen = [m for m in switched if m.previous_version == version]
     skipped = [m.instance_id for m in switched if m.previous_version != version]
     targets = []
+    dropped = []
     for m in chosen:
         entry = store.completed_release(m.instance_id, version)
-        targets.append(Target(m.instance_id, entry["package_url"] if entry else "",
-                              entry["sha256"] if entry else "", m.current_version))
+        url, sha = (entry["package_url"], entry["sha256"]) if entry else ("", "")
+        if url and not _allowed(url, allowed_hosts):
+            dropped.append(m.instance_id)
+            url, sha = "", ""
+        targets.append(Target(m.instance_id, url, sha, m.current_version))
     params = {
         "instances": [t.instance_id for t in targets],
         "package_url": "",
@@ -128,4 +171,7 @@ def start_automatic(
     note = f"automatic rollback {run_id} of {len(targets)} instance(s) to {version} started"
     if skipped:
         note += f" (not rolled back, their previous version differs: {', '.join(skipped)})"
+    if dropped:
+        note += (f" (recorded package URL no longer allowed, dropped: {', '.join(dropped)} "
+                 f"can only reuse a {version} release still on the host)")
     return run_id, note

@@ -2,6 +2,8 @@
 
 Each migration is a function applied once, in order, inside a transaction; the applied
 version is kept in ``floy_schema``. Add a new function at the end, never edit an old one.
+Before migrating, an existing database is checked: a version that is not a number or a
+table floy created and never drops is damage, refused with a :class:`StoreDataError`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+
+from orchestrator.errors import ConfigError, StoreDataError
 
 metadata = sa.MetaData()
 
@@ -117,9 +121,13 @@ _V2_COLUMNS = {
 }
 
 
+# The tables version 1 created: every database migrated at least once has all of them.
+V1_TABLES = (instances, runs, run_instances, instance_locks, releases)
+
+
 def _v1_initial(conn: Connection) -> None:
     # A new database is created with today's tables; later steps only add what is missing.
-    metadata.create_all(conn, tables=[instances, runs, run_instances, instance_locks, releases])
+    metadata.create_all(conn, tables=list(V1_TABLES))
 
 
 def _v2_rollback_and_drift(conn: Connection) -> None:
@@ -150,20 +158,41 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
 
 
 def migrate(conn: Connection) -> int:
-    """Bring the schema up to date; returns the resulting version."""
+    """Bring the schema up to date; returns the resulting version.
+
+    Raises StoreDataError if the recorded version is not a number or a table is missing
+    (the database was damaged or is not floy's), ConfigError if it is newer than this floy.
+    """
     schema_version.create(conn, checkfirst=True)
     row = conn.execute(sa.select(schema_version.c.version).where(schema_version.c.id == 1))
     current = row.scalar_one_or_none()
     if current is None:
         conn.execute(schema_version.insert().values(id=1, version=0))
         current = 0
+    # SQLite keeps whatever was written into an INTEGER column: 'abc' comes back a string.
+    if isinstance(current, bool) or not isinstance(current, int) or current < 0:
+        raise StoreDataError(schema_version.name, f"{current!r} is not a schema version number",
+                             column="version")
     if current > len(MIGRATIONS):
-        raise RuntimeError(
+        raise ConfigError(
             f"database schema version {current} is newer than this floy ({len(MIGRATIONS)})"
         )
+    if current > 0:
+        _check_tables(conn, current)
     for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
         step(conn)
         conn.execute(
             schema_version.update().where(schema_version.c.id == 1).values(version=number)
         )
     return len(MIGRATIONS)
+
+
+def _check_tables(conn: Connection, version: int) -> None:
+    """Refuse a migrated database that lacks a table: recreating it empty would hide lost runs
+    or instances (a new table added by a later step would be checked from its version on)."""
+    present = set(sa.inspect(conn).get_table_names())
+    missing = [table.name for table in V1_TABLES if table.name not in present]
+    if missing:
+        others = f", and so are {', '.join(missing[1:])}" if missing[1:] else ""
+        raise StoreDataError(missing[0], f"missing from a database at schema version "
+                             f"{version}{others}")

@@ -335,7 +335,8 @@ class FloyDeployService:
         if existing is not None:
             return existing
         targets = rollbacks.resolve_targets(self.store, instance_ids, version,
-                                            str(request["package_url"]), field)
+                                            str(request["package_url"]), field,
+                                            self.settings.allowed_package_hosts)
         if request["force"]:
             self._free_instances(instance_ids)
         run, members = rollbacks.build_run(rollback_id, service, version, targets, request,
@@ -397,16 +398,18 @@ class FloyDeployService:
         """Probe every instance of ``service`` and compare its disk with the record.
 
         A disagreement is drift: reported and kept next to the record, not silently
-        written over it, unless ``adopt`` (then the disk becomes the record).
+        written over it, unless ``adopt`` (then the disk becomes the record). A version read
+        from a host that fails validation is never stored nor adopted: it is reported as
+        drift, as read, with the reason in ``error``.
         """
         from orchestrator.probe import probe_instances
 
-        service = validation.validate_name("service", service)
+        service = validation.validate_inventory_name("service", service)
         records = self.store.service_instances(service)
         if not records:
             raise NotFoundError("service", service)
         seen = probe_instances(self.settings, service, records)
-        truths = {i: o.current_version for i, o in seen.items() if o.reachable}
+        truths = {i: o.current_version for i, o in seen.items() if o.trusted}
         self.store.record_observations(truths, authoritative=adopt)
         checks = []
         for r in records:
@@ -414,10 +417,10 @@ class FloyDeployService:
             checks.append(VersionCheck(
                 instance_id=r.instance_id,
                 recorded_version=r.version,
-                observed_version=obs.current_version,
+                observed_version=obs.refused_version or obs.current_version,
                 reachable=obs.reachable,
                 error=obs.error,
-                adopted=adopt and obs.reachable and obs.current_version != r.version,
+                adopted=adopt and obs.trusted and obs.current_version != r.version,
             ))
         return checks
 

@@ -3,6 +3,11 @@
 Precedence, lowest first: built-in defaults, ``<home>/config.yml``, ``FLOY_*`` environment
 variables, explicit arguments (the CLI's global options). Settings carry no secrets that
 would end up in a run's artifacts: credentials stay in the operator's inventory files.
+
+Every value is checked when it is read: a wrong type, a number out of range or a database
+URL floy cannot use is a :class:`ConfigError` naming where the value came from
+(``<home>/config.yml: forks``, ``FLOY_FORKS``, ``--db-url``) and what was expected, before
+anything is stored or run.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ CONFIG_KEYS = frozenset(
         "lease_seconds",
     }
 )
+#: A dead worker's run is noticed when its lease expires: more than a day helps nobody.
+MAX_LEASE_SECONDS = 86400.0
+DB_URL_EXAMPLES = "sqlite:////var/lib/floy/floy.db or postgresql+psycopg://floy@db.example/floy"
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,12 @@ class Settings:
     forks: int = 20
     lease_seconds: float = 15.0
     python: str = sys.executable
+
+    def __post_init__(self) -> None:
+        # Settings built directly (embedding, a worker's JSON) get the same range checks:
+        # a NaN lease would leave every run pending for ever.
+        _forks(self.forks, "Settings.forks")
+        _lease_seconds(self.lease_seconds, "Settings.lease_seconds")
 
     @property
     def runs_dir(self) -> Path:
@@ -84,45 +98,149 @@ def load_settings(
     inventory_dir: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Resolve settings from arguments, ``FLOY_*`` variables, ``config.yml`` and defaults."""
+    """Resolve settings from arguments, ``FLOY_*`` variables, ``config.yml`` and defaults.
+
+    Raises ConfigError naming the file and key, the variable or the option of a bad value.
+    """
     env = os.environ if environ is None else environ
     home_path = Path(home or env.get("FLOY_HOME") or ".floy").expanduser().absolute()
-    config = _read_config(home_path / "config.yml")
+    config_path = home_path / "config.yml"
+    config = _read_config(config_path)
 
-    def pick(arg: object, env_key: str, key: str, default: Any) -> Any:
+    def pick(arg: object, env_key: str, key: str) -> tuple[object, str] | None:
+        """The value given for ``key`` and where it came from, or None when it is not set."""
         if arg not in (None, ""):
-            return arg
+            # the CLI's option, which click also fills from the variable
+            return arg, f"--{key.replace('_', '-')} (or {env_key})"
         if env.get(env_key):
-            return env[env_key]
-        return config.get(key, default)
+            return env[env_key], env_key
+        if key in config:
+            return config[key], f"{config_path}: {key}"
+        return None
 
-    hosts = pick(None, "FLOY_ALLOWED_PACKAGE_HOSTS", "allowed_package_hosts", [])
-    if isinstance(hosts, str):
-        hosts = [h for h in hosts.split(",") if h.strip()]
-    try:
-        forks = int(pick(None, "FLOY_FORKS", "forks", 20))
-        lease = float(pick(None, "FLOY_LEASE_SECONDS", "lease_seconds", 15.0))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"forks and lease_seconds must be numbers: {exc}") from None
-    if forks < 1 or lease < 1:
-        raise ConfigError("forks and lease_seconds must be at least 1")
+    def path(arg: object, env_key: str, key: str, default: Path) -> Path:
+        given = pick(arg, env_key, key)
+        if given is None:
+            return default
+        if isinstance(given[0], Path):
+            return _path(given[0], home_path)
+        return _path(_string(*given, "a directory path"), home_path)
+
+    db = pick(db_url, "FLOY_DB_URL", "db_url")
+    hosts = pick(None, "FLOY_ALLOWED_PACKAGE_HOSTS", "allowed_package_hosts")
+    ca_bundle = pick(None, "FLOY_CA_BUNDLE", "ca_bundle")
+    forks = pick(None, "FLOY_FORKS", "forks")
+    lease = pick(None, "FLOY_LEASE_SECONDS", "lease_seconds")
     return Settings(
         home=home_path,
-        db_url=str(pick(db_url, "FLOY_DB_URL", "db_url", f"sqlite:///{home_path / 'floy.db'}")),
-        inventory_dir=_path(pick(inventory_dir, "FLOY_INVENTORY_DIR", "inventory_dir",
-                                 DEFAULT_INVENTORY_DIR), home_path),
-        playbook_dir=_path(pick(None, "FLOY_PLAYBOOK_DIR", "playbook_dir", DEFAULT_PLAYBOOK_DIR),
-                           home_path),
-        ca_bundle=str(pick(None, "FLOY_CA_BUNDLE", "ca_bundle", "")),
-        allowed_package_hosts=frozenset(str(h).strip().lower() for h in hosts),
-        forks=forks,
-        lease_seconds=lease,
+        db_url=(check_db_url(*db) if db is not None
+                else f"sqlite:///{home_path / 'floy.db'}"),
+        inventory_dir=path(inventory_dir, "FLOY_INVENTORY_DIR", "inventory_dir",
+                           DEFAULT_INVENTORY_DIR),
+        playbook_dir=path(None, "FLOY_PLAYBOOK_DIR", "playbook_dir", DEFAULT_PLAYBOOK_DIR),
+        ca_bundle="" if ca_bundle is None else _string(*ca_bundle, "a path to a CA bundle file"),
+        allowed_package_hosts=frozenset() if hosts is None else _hosts(*hosts),
+        forks=20 if forks is None else _forks(*forks),
+        lease_seconds=15.0 if lease is None else _lease_seconds(*lease),
     )
 
 
-def _path(value: object, home: Path) -> Path:
+def check_db_url(value: object, source: str = "db_url") -> str:
+    """Return ``value`` if it is a database URL whose driver is installed.
+
+    Raises ConfigError naming ``source`` otherwise. A URL that does not parse is not echoed:
+    it may hold a password.
+    """
+    text = _string(value, source, "a database URL")
+    # Imported here: settings are read by every command, SQLAlchemy only by those needing it.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            f"{source} is not a database URL (expected e.g. {DB_URL_EXAMPLES})"
+        ) from None
+    shown = url.render_as_string(hide_password=True)
+    try:
+        url.get_dialect().import_dbapi()
+    except ArgumentError:  # NoSuchModuleError: SQLAlchemy has no such dialect or driver
+        raise ConfigError(
+            f"{source} ({shown}) names an unknown database driver {url.drivername!r} "
+            f"(expected e.g. {DB_URL_EXAMPLES})"
+        ) from None
+    except ImportError as exc:
+        raise ConfigError(
+            f"{source} ({shown}) needs a Python database driver that is not installed: {exc}"
+        ) from None
+    return text
+
+
+def _describe(value: object) -> str:
+    """A value as the operator wrote it in YAML or in a variable."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return repr(value)
+
+
+def _string(value: object, source: str, expected: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{source} must be a string ({expected}), got {_describe(value)}")
+    return value
+
+
+def _hosts(value: object, source: str) -> frozenset[str]:
+    """A list of host names, or (from a variable) one comma-separated string."""
+    if isinstance(value, str):
+        value = [h for h in value.split(",") if h.strip()]
+    if not isinstance(value, list):
+        raise ConfigError(f"{source} must be a list of host names (or one comma-separated "
+                          f"string), got {_describe(value)}")
+    hosts = [_string(host, f"{source}[{n}]", "a host name") for n, host in enumerate(value)]
+    return frozenset(h.strip().lower() for h in hosts)
+
+
+def _forks(value: object, source: str) -> int:
+    """A whole number of at least 1 (an int, or its decimal text from a variable)."""
+    number: object = value
+    if isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise ConfigError(f"{source} must be a whole number of at least 1, "
+                          f"got {_describe(value)}")
+    return number
+
+
+def _lease_seconds(value: object, source: str) -> float:
+    """A finite number of seconds from 1 to MAX_LEASE_SECONDS (or its text from a variable)."""
+    number: object = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    # Written as "not inside the range" on purpose: NaN fails every comparison, so `nan < 1`
+    # is False and a NaN lease passed the old `< 1` check; `1 <= nan` is False too.
+    if (isinstance(number, bool) or not isinstance(number, int | float)
+            or not 1 <= number <= MAX_LEASE_SECONDS):
+        raise ConfigError(f"{source} must be a number of seconds from 1 to "
+                          f"{MAX_LEASE_SECONDS:g}, got {_describe(value)}")
+    return float(number)
+
+
+def _path(value: str | Path, home: Path) -> Path:
     """Relative paths in config.yml are relative to the home directory's parent (the project)."""
-    path = Path(str(value)).expanduser()
+    path = Path(value).expanduser()
     return path if path.is_absolute() else (home.parent / path).absolute()
 
 
@@ -131,11 +249,15 @@ def _read_config(path: Path) -> dict[str, Any]:
         return {}
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text (byte {exc.start} is "
+                          f"0x{exc.object[exc.start]:02x}); save it as UTF-8") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping")
-    unknown = sorted(set(data) - CONFIG_KEYS)
+    # YAML keys may be numbers or null: compare and sort them as text
+    unknown = sorted(str(k) for k in data if k not in CONFIG_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
     return data

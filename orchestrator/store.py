@@ -2,6 +2,10 @@
 
 SQLite (a file in WAL mode) is the embedded default; a ``postgresql+psycopg://`` URL selects a
 shared store several orchestrator processes can use. Every method is one transaction.
+
+A database floy cannot use is a :class:`ConfigError`; one that holds what floy never writes
+is a :class:`StoreDataError` naming the table (and row): a missing table or a bad schema
+version when it is opened, a malformed value when the row mappers at the end read it.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from orchestrator import schema as t
-from orchestrator.errors import ConfigError, ConflictError
+from orchestrator.errors import ConfigError, ConflictError, StoreDataError
 from orchestrator.events import InstanceUpdate
 from orchestrator.models import InstanceSpec, Status
+from orchestrator.settings import check_db_url
 from orchestrator.timefmt import format_time, parse_time, utcnow
 
 
@@ -164,10 +169,6 @@ def _t(value: datetime | None) -> str | None:
     return None if value is None else format_time(value)
 
 
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else parse_time(value)
-
-
 class Store:
     """Repository over one database; safe to share between threads of one process."""
 
@@ -177,8 +178,12 @@ class Store:
     # -- opening ------------------------------------------------------------------------
     @classmethod
     def open(cls, url: str) -> Store:
-        """Open (creating and migrating when needed) the database at ``url``."""
-        parsed = sa.engine.make_url(url)
+        """Open (creating and migrating when needed) the database at ``url``.
+
+        Raises ConfigError if the URL or the database is unusable, StoreDataError if the
+        database is damaged (a bad schema version, a missing table).
+        """
+        parsed = sa.engine.make_url(check_db_url(url))
         is_sqlite = parsed.get_backend_name() == "sqlite"
         if is_sqlite and parsed.database and parsed.database != ":memory:":
             _prepare_sqlite_file(Path(parsed.database))
@@ -186,14 +191,19 @@ class Store:
         if is_sqlite:
             _configure_sqlite(engine)
         store = cls(engine)
+        where = ((parsed.database or ":memory:") if is_sqlite
+                 else parsed.render_as_string(hide_password=True))
         try:
             with store.write() as conn:
                 t.migrate(conn)
         except sa.exc.DatabaseError as exc:  # unreadable, read-only, or not a database at all
-            where = parsed.database if is_sqlite else parsed.render_as_string(hide_password=True)
+            engine.dispose()
             raise ConfigError(f"cannot open the database {where}: {exc.orig}") from None
-        except RuntimeError as exc:
-            raise ConfigError(str(exc)) from None
+        except ConfigError as exc:  # damaged (a StoreDataError), or newer than this floy
+            engine.dispose()
+            if isinstance(exc, StoreDataError):
+                raise exc.located(where) from None
+            raise
         if is_sqlite and parsed.database and parsed.database != ":memory:":
             os.chmod(parsed.database, stat.S_IRUSR | stat.S_IWUSR)
         return store
@@ -455,17 +465,7 @@ class Store:
             .limit(limit)
         )
         with self.read() as conn:
-            return [
-                RunSummary(
-                    run_id=r.run_id, kind=r.kind, version=r.version, status=Status(r.status),
-                    created_by=r.created_by, started_at=parse_time(r.created_at),
-                    finished_at=_dt(r.finished_at), total=int(r.total or 0),
-                    completed=int(r.completed or 0), failed=int(r.failed or 0),
-                    cancelled=int(r.cancelled or 0), parent_run_id=r.parent_run_id,
-                    rollback_run_id=r.rollback_run_id, error_message=r.error_message,
-                )
-                for r in conn.execute(query)
-            ]
+            return [_summary(r) for r in conn.execute(query)]
 
     def set_run_status(
         self,
@@ -766,19 +766,79 @@ def _record_release(
     )
 
 
+# -- row mappers: a stored value floy cannot read names its table, row and column -------------
+class _BadValue(ValueError):
+    """A malformed stored value; the row mapper adds the table and the row's key."""
+
+    def __init__(self, column: str, problem: str) -> None:
+        super().__init__(problem)
+        self.column = column
+        self.problem = problem
+
+    def in_row(self, table: str, key: str) -> StoreDataError:
+        """The operator-facing error for this value in row ``key`` of ``table``."""
+        return StoreDataError(table, self.problem, key=key, column=self.column)
+
+
+def _time(r: Any, column: str) -> datetime:
+    value = getattr(r, column)
+    try:
+        return parse_time(value)
+    except (TypeError, ValueError):
+        raise _BadValue(column, f"{value!r} is not an RFC 3339 time") from None
+
+
+def _opt_time(r: Any, column: str) -> datetime | None:
+    return None if getattr(r, column) is None else _time(r, column)
+
+
+def _status(r: Any) -> Status:
+    try:
+        return Status(r.status)
+    except ValueError:
+        words = ", ".join(s.value for s in Status)
+        raise _BadValue("status", f"{r.status!r} is not a status ({words})") from None
+
+
+_JSON_KINDS = {list: "a JSON array", str: "a JSON string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}
+
+
+def _json_object(r: Any, column: str) -> dict[str, Any]:
+    try:
+        value = json.loads(getattr(r, column))
+    except (TypeError, ValueError) as exc:
+        raise _BadValue(column, f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise _BadValue(column, f"holds {_JSON_KINDS.get(type(value), 'a value')}, "
+                        "not a JSON object")
+    return value
+
+
+def _metadata(r: Any) -> dict[str, str]:
+    value = _json_object(r, "metadata_json")
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise _BadValue("metadata_json", f"the value of {name!r} is not a string")
+    return value
+
+
 def _instance(r: Any) -> InstanceRecord:
-    return InstanceRecord(
-        instance_id=r.instance_id,
-        service=r.service,
-        host=r.host,
-        port=r.port,
-        version=r.version,
-        version_updated_at=_dt(r.version_updated_at),
-        last_heartbeat=_dt(r.last_heartbeat),
-        metadata=json.loads(r.metadata_json),
-        observed_version=r.observed_version,
-        observed_at=_dt(r.observed_at),
-    )
+    try:
+        return InstanceRecord(
+            instance_id=r.instance_id,
+            service=r.service,
+            host=r.host,
+            port=r.port,
+            version=r.version,
+            version_updated_at=_opt_time(r, "version_updated_at"),
+            last_heartbeat=_opt_time(r, "last_heartbeat"),
+            metadata=_metadata(r),
+            observed_version=r.observed_version,
+            observed_at=_opt_time(r, "observed_at"),
+        )
+    except _BadValue as exc:
+        raise exc.in_row(t.instances.name, r.instance_id) from None
 
 
 def _run_values(run: RunRecord) -> dict[str, Any]:
@@ -799,25 +859,42 @@ def _run_values(run: RunRecord) -> dict[str, Any]:
 
 
 def _run(r: Any) -> RunRecord:
-    return RunRecord(
-        run_id=r.run_id,
-        kind=r.kind,
-        service=r.service,
-        version=r.version,
-        status=Status(r.status),
-        params=json.loads(r.params_json),
-        created_by=r.created_by,
-        created_at=parse_time(r.created_at),
-        updated_at=parse_time(r.updated_at),
-        finished_at=_dt(r.finished_at),
-        error_message=r.error_message,
-        cancel_requested_at=_dt(r.cancel_requested_at),
-        lease_owner=r.lease_owner,
-        lease_expires_at=_dt(r.lease_expires_at),
-        worker_pid=r.worker_pid,
-        parent_run_id=r.parent_run_id,
-        rollback_run_id=r.rollback_run_id,
-    )
+    try:
+        return RunRecord(
+            run_id=r.run_id,
+            kind=r.kind,
+            service=r.service,
+            version=r.version,
+            status=_status(r),
+            params=_json_object(r, "params_json"),
+            created_by=r.created_by,
+            created_at=_time(r, "created_at"),
+            updated_at=_time(r, "updated_at"),
+            finished_at=_opt_time(r, "finished_at"),
+            error_message=r.error_message,
+            cancel_requested_at=_opt_time(r, "cancel_requested_at"),
+            lease_owner=r.lease_owner,
+            lease_expires_at=_opt_time(r, "lease_expires_at"),
+            worker_pid=r.worker_pid,
+            parent_run_id=r.parent_run_id,
+            rollback_run_id=r.rollback_run_id,
+        )
+    except _BadValue as exc:
+        raise exc.in_row(t.runs.name, r.run_id) from None
+
+
+def _summary(r: Any) -> RunSummary:
+    try:
+        return RunSummary(
+            run_id=r.run_id, kind=r.kind, version=r.version, status=_status(r),
+            created_by=r.created_by, started_at=_time(r, "created_at"),
+            finished_at=_opt_time(r, "finished_at"), total=int(r.total or 0),
+            completed=int(r.completed or 0), failed=int(r.failed or 0),
+            cancelled=int(r.cancelled or 0), parent_run_id=r.parent_run_id,
+            rollback_run_id=r.rollback_run_id, error_message=r.error_message,
+        )
+    except _BadValue as exc:
+        raise exc.in_row(t.runs.name, r.run_id) from None
 
 
 def _member_values(m: RunInstanceRecord) -> dict[str, Any]:
@@ -841,20 +918,23 @@ def _member_values(m: RunInstanceRecord) -> dict[str, Any]:
 
 
 def _member(r: Any) -> RunInstanceRecord:
-    return RunInstanceRecord(
-        run_id=r.run_id,
-        instance_id=r.instance_id,
-        position=r.position,
-        batch=r.batch,
-        status=Status(r.status),
-        target_version=r.target_version,
-        phase=r.phase,
-        previous_version=r.previous_version,
-        current_version=r.current_version,
-        attempts=r.attempts,
-        started_at=_dt(r.started_at),
-        completed_at=_dt(r.completed_at),
-        error_message=r.error_message,
-        package_url=r.package_url,
-        package_sha256=r.package_sha256,
-    )
+    try:
+        return RunInstanceRecord(
+            run_id=r.run_id,
+            instance_id=r.instance_id,
+            position=r.position,
+            batch=r.batch,
+            status=_status(r),
+            target_version=r.target_version,
+            phase=r.phase,
+            previous_version=r.previous_version,
+            current_version=r.current_version,
+            attempts=r.attempts,
+            started_at=_opt_time(r, "started_at"),
+            completed_at=_opt_time(r, "completed_at"),
+            error_message=r.error_message,
+            package_url=r.package_url,
+            package_sha256=r.package_sha256,
+        )
+    except _BadValue as exc:
+        raise exc.in_row(t.run_instances.name, f"{r.run_id}/{r.instance_id}") from None

@@ -10,14 +10,22 @@ Rules (DESIGN.md section 5):
 
 - Names (service, version, target_version, instance IDs, deploy/rollback IDs)
   match :data:`NAME_PATTERN` and never contain ``..``, so a version can never
-  escape ``releases/`` nor start like a command-line option.
+  escape ``releases/`` nor start like a command-line option. Service names and
+  instance IDs become inventory groups and hosts, so they are also never one of
+  the names Ansible reserves (:data:`RESERVED_INVENTORY_NAMES`).
 - No user string may contain template delimiters (``{{ }}``, ``{% %}``,
   ``{# #}``) or control characters: Ansible evaluates Jinja in variables, and
   values are also written ``!unsafe``; both, not one.
 - Connection variables (``ansible_*``, ``become*``) come only from operator
   inventory files, never from instance metadata.
-- Package URLs are ``https://`` without credentials, optionally restricted to
-  an allow-list of hosts.
+- Package URLs are ``https://`` without credentials, with an ASCII host, a port
+  from 1 to 65535 and a percent-encoded path, optionally restricted to an
+  allow-list of hosts. The policy applies to every URL floy fetches, whatever
+  its source (request or release history).
+- Hosts are DNS names, IPv4 addresses or IPv6 addresses (with at most an
+  interface-name zone): nothing else may reach ``ansible_host``.
+- Values read back from instances (probe results, versions a release module
+  reports) are input too and pass the same checks before they are stored.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import ipaddress
 import re
 import unicodedata
 from dataclasses import replace
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from orchestrator.errors import ValidationError
 from orchestrator.models import (
@@ -60,6 +68,13 @@ METADATA_KEY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _RESERVED_METADATA_PREFIXES = ("ansible_", "become")
 _TEMPLATE_DELIMITERS = ("{{", "{%", "{#", "}}", "%}", "#}")
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# An IPv6 zone (``fe80::1%eth0``) is an interface name: Linux allows 15 characters
+# (IFNAMSIZ 16 with the NUL). Python's ipaddress accepts any text there, spaces included.
+_IPV6_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+# Characters a URL path, query or fragment may hold unencoded (RFC 3986 section 3.3:
+# unreserved, sub-delims, ':', '@', '/', '?', and '%' of a percent-encoding).
+_URL_PART_CHAR = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
 _BATCH_SIZE = re.compile(r"([0-9]{1,7})(%?)")
 # Unicode categories refused in every string: control characters, line and
@@ -67,6 +82,10 @@ _BATCH_SIZE = re.compile(r"([0-9]{1,7})(%?)")
 _BAD_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
 # Bidirectional overrides make text display differently from what it is.
 _BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
+#: Names Ansible gives a meaning of its own: the implicit groups ``all`` and ``ungrouped``
+#: and the implicit host ``localhost``. Compared case-insensitively.
+RESERVED_INVENTORY_NAMES = frozenset({"all", "ungrouped", "localhost"})
 
 
 def _describe_char(ch: str) -> str:
@@ -127,6 +146,28 @@ def validate_name(field: str, value: object) -> str:
             )
     if not NAME_PATTERN.fullmatch(name):
         raise ValidationError(field, "must start with a letter or digit")
+    return name
+
+
+def validate_inventory_name(field: str, value: object) -> str:
+    """Check a service name or instance ID: a name that Ansible does not reserve.
+
+    A service becomes an inventory group (the play's ``hosts:`` pattern) and an instance an
+    inventory host, so a service called ``all`` would select every host of the operator's
+    inventory and an instance called ``localhost`` would stand for the controller itself.
+    :data:`RESERVED_INVENTORY_NAMES` are refused, whatever their case.
+
+    Versions and run IDs go through :func:`validate_name` only: a version names a directory
+    under ``releases/`` and an extra var, a run ID a directory and a runner ident; neither
+    is ever an inventory name or a host pattern, so a version ``all`` is harmless.
+    """
+    name = validate_name(field, value)
+    if name.lower() in RESERVED_INVENTORY_NAMES:
+        raise ValidationError(
+            field,
+            f"{name!r} is reserved by Ansible (all, ungrouped and localhost are its implicit "
+            "groups and host); choose another name",
+        )
     return name
 
 
@@ -206,20 +247,33 @@ def validate_sha256(field: str, value: object) -> str:
 
 
 def validate_host(field: str, host: object) -> str:
-    """Check a host: an RFC 1123 hostname or an IPv4/IPv6 literal, at most 253 chars."""
+    """Check a host: a DNS name, an IPv4 address or an IPv6 address; at most 253 characters.
+
+    A DNS name is ASCII, dot-separated RFC 1123 labels (an international name is written in
+    its IDNA ``xn--`` form). An IPv6 address may carry a zone after ``%`` made of interface
+    name characters only (letters, digits, ``_``, ``.``, ``-``, at most 15). Nothing else
+    reaches ``ansible_host``, which ends up on an ssh command line.
+    """
     text = _require_str(field, host)
     if not text:
         raise ValidationError(field, "must not be empty")
     reject_control_characters(field, text)
     if len(text) > MAX_HOST_LENGTH:
         raise ValidationError(field, f"too long ({len(text)} characters, at most 253)")
+    for ch in text:
+        if not (ch.isascii() and ch.isprintable()):
+            raise ValidationError(
+                field,
+                f"character {_describe_char(ch)} is not allowed: a host is ASCII "
+                "(write an international name in its IDNA form, xn--...)",
+            )
+    if ":" in text or "%" in text:
+        return _ipv6_host(field, text)
     try:
-        ipaddress.ip_address(text)
+        ipaddress.IPv4Address(text)
         return text
     except ValueError:
         pass
-    if ":" in text:
-        raise ValidationError(field, "not a valid IPv6 address")
     labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
     for label in labels:
         if not _HOST_LABEL.fullmatch(label):
@@ -233,10 +287,59 @@ def validate_host(field: str, host: object) -> str:
     return text
 
 
+def _ipv6_host(field: str, text: str) -> str:
+    """An IPv6 literal with an optional interface-name zone (``fe80::1%eth0``)."""
+    address, percent, zone = text.partition("%")
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        raise ValidationError(field, "not a valid IPv6 address") from None
+    if percent and (not _IPV6_ZONE.fullmatch(zone) or zone in (".", "..")):
+        raise ValidationError(
+            field,
+            "invalid IPv6 zone after '%': it must be an interface name "
+            "(1-15 letters, digits, '_', '.', '-')",
+        )
+    return text
+
+
+def _check_url_part(field: str, part: str, text: str) -> None:
+    """Refuse what a URL path, query or fragment may not hold unencoded."""
+    for ch in text:
+        if not ch.isascii():
+            raise ValidationError(
+                field,
+                f"non-ASCII character {_describe_char(ch)} in the {part}: "
+                f"percent-encode it (as UTF-8: {quote(ch, safe='')})",
+            )
+        if not _URL_PART_CHAR.fullmatch(ch):
+            raise ValidationError(
+                field,
+                f"character {ch!r} in the {part} must be percent-encoded "
+                f"({quote(ch, safe='')})",
+            )
+    bad = _BAD_PERCENT.search(text)
+    if bad is not None:
+        raise ValidationError(
+            field,
+            f"'%' in the {part} must start a percent-encoding of two hexadecimal digits "
+            f"(got {text[bad.start():bad.start() + 3]!r}); write a literal '%' as %25",
+        )
+
+
 def validate_package_url(
     field: str, url: object, allowed_hosts: frozenset[str] = frozenset()
 ) -> str:
-    """Check a package URL: https, a host, no credentials; optionally an allowed host."""
+    """Check a package URL completely, before anything is stored or fetched.
+
+    ``https://`` with a host and no credentials. The host must be ASCII: a non-ASCII host is
+    refused (the message gives its IDNA form to use instead), so the name the allow-list is
+    compared with is the name that is resolved, and look-alike letters cannot pass; it must
+    then pass :func:`validate_host` (an IPv6 zone is not allowed). The port, when given, is
+    1-65535. Path, query and fragment hold printable ASCII only, characters outside RFC 3986
+    percent-encoded, and every ``%`` starts a well-formed ``%XX``. With ``allowed_hosts``,
+    the host must be one of them (case-insensitive).
+    """
     text = _require_str(field, url)
     if not text:
         raise ValidationError(field, "must not be empty")
@@ -262,17 +365,35 @@ def validate_package_url(
     hostname = parts.hostname or ""
     if not hostname:
         raise ValidationError(field, "a host is required")
+    if not parts.netloc.isascii():
+        raise ValidationError(field, f"non-ASCII host {hostname!r}: {_idna_hint(hostname)}")
     try:
-        parts.port  # noqa: B018 - urllib validates the port lazily
+        port = parts.port
     except ValueError:
-        raise ValidationError(field, "invalid port") from None
+        port = -1
+    if (port is not None and not 1 <= port <= 65535) or parts.netloc.endswith(":"):
+        raise ValidationError(field, "invalid port: give a number from 1 to 65535, or none")
+    if "%" in hostname:
+        raise ValidationError(field, "invalid host: an IPv6 zone ('%') is not allowed in a URL")
     try:
         validate_host(field, hostname)
     except ValidationError as exc:
         raise ValidationError(field, f"invalid host: {exc.reason}") from None
+    for part, value in (("path", parts.path), ("query", parts.query),
+                        ("fragment", parts.fragment)):
+        _check_url_part(field, part, value)
     if allowed_hosts and hostname.lower() not in {h.lower() for h in allowed_hosts}:
         raise ValidationError(field, f"host {hostname!r} is not in the allowed package hosts")
     return text
+
+
+def _idna_hint(hostname: str) -> str:
+    """What to write instead of a non-ASCII host: its IDNA form, when it has one."""
+    try:
+        encoded = hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "write the host in ASCII (its IDNA form, xn--...)"
+    return f"write the host in its IDNA form, {encoded!r}"
 
 
 def _optional_package_url(field: str, url: object, allowed_hosts: frozenset[str]) -> str:
@@ -284,7 +405,10 @@ def _optional_package_url(field: str, url: object, allowed_hosts: frozenset[str]
 def validate_instance_ids(
     field: str, ids: object, max_count: int = MAX_INSTANCES_PER_RUN
 ) -> tuple[str, ...]:
-    """Check a non-empty list of distinct instance IDs (at most ``max_count``)."""
+    """Check a non-empty list of distinct instance IDs (at most ``max_count``).
+
+    Each is an inventory name (:func:`validate_inventory_name`).
+    """
     if not isinstance(ids, (list, tuple)):
         raise ValidationError(field, f"must be a list of instance IDs, not {type(ids).__name__}")
     if not ids:
@@ -293,7 +417,7 @@ def validate_instance_ids(
         raise ValidationError(field, f"too many instances ({len(ids)}, at most {max_count})")
     seen: dict[str, int] = {}
     for i, item in enumerate(ids):
-        name = validate_name(f"{field}[{i}]", item)
+        name = validate_inventory_name(f"{field}[{i}]", item)
         if name in seen:
             raise ValidationError(f"{field}[{i}]", f"duplicate of {field}[{seen[name]}] {name!r}")
         seen[name] = i
@@ -354,7 +478,7 @@ def validate_deploy_params(
     """Check every field of a deployment request; return it normalised."""
     return replace(
         p,
-        service=validate_name("service", p.service),
+        service=validate_inventory_name("service", p.service),
         version=validate_name("version", p.version),
         instances=validate_instance_ids("instances", p.instances),
         package_url=validate_package_url("package_url", p.package_url, allowed_hosts),
@@ -374,7 +498,7 @@ def validate_instance_rollback_params(
     """Check a single-instance rollback request; an empty package_url is allowed."""
     return replace(
         p,
-        instance_id=validate_name("instance_id", p.instance_id),
+        instance_id=validate_inventory_name("instance_id", p.instance_id),
         target_version=validate_name("target_version", p.target_version),
         package_url=_optional_package_url("package_url", p.package_url, allowed_hosts),
         force=_bool("force", p.force),
@@ -389,7 +513,7 @@ def validate_batch_rollback_params(
     """Check a batch rollback request; an empty package_url is allowed."""
     return replace(
         p,
-        service=validate_name("service", p.service),
+        service=validate_inventory_name("service", p.service),
         target_version=validate_name("target_version", p.target_version),
         package_url=_optional_package_url("package_url", p.package_url, allowed_hosts),
         instances=validate_instance_ids("instances", p.instances),
@@ -405,7 +529,7 @@ def validate_instance_query(p: InstanceQueryParams) -> InstanceQueryParams:
     """Check an instance query; an empty ``version`` means no filter."""
     return replace(
         p,
-        service_name=validate_name("service_name", p.service_name),
+        service_name=validate_inventory_name("service_name", p.service_name),
         version="" if p.version == "" else validate_name("version", p.version),
         limit=validate_limit(p.limit),
         offset=validate_offset(p.offset),
@@ -416,8 +540,8 @@ def validate_instance_spec(s: InstanceSpec) -> InstanceSpec:
     """Check an instance to register: names, host, port and metadata."""
     return replace(
         s,
-        instance_id=validate_name("instance_id", s.instance_id),
-        service=validate_name("service", s.service),
+        instance_id=validate_inventory_name("instance_id", s.instance_id),
+        service=validate_inventory_name("service", s.service),
         host=validate_host("host", s.host),
         port=validate_port("port", s.port),
         metadata=validate_metadata("metadata", s.metadata),

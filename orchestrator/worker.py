@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator import plan as planning
@@ -159,6 +160,8 @@ class Worker:
         if counts[Status.IN_PROGRESS]:
             self.store.finish_members(run.run_id, Status.FAILED,
                                       f"no result reported: {ended}", [Status.IN_PROGRESS])
+        if state.unknown:
+            self._settle_lost(run, state)
         final = self.store.get_run_with_members(run.run_id)
         assert final is not None
         statuses = [m.status for m in final[1]]
@@ -173,11 +176,22 @@ class Worker:
             message += f"; {ended}:\n{outcome.stdout_tail}"
         follow_up = None
         if run.kind == "deploy" and run.params.get("auto_rollback"):
-            follow_up, note = rollbacks.start_automatic(self.store, run, final[1])
+            follow_up, note = rollbacks.start_automatic(
+                self.store, run, final[1], allowed_hosts=self.settings.allowed_package_hosts)
             message += f"; {note}"
         self.store.set_run_status(run.run_id, Status.FAILED, error_message=message,
                                   finished=True)
         return Status.FAILED, follow_up
+
+    def _settle_lost(self, run: RunRecord, state: FoldState) -> None:
+        """Probe the instances lost during their release (the release may have gone on on
+        the host) and record what their disk says; still unreachable, they stay unknown."""
+        lost = list(self.store.get_instances(sorted(state.unknown)).values())
+        members = (self.store.get_run_with_members(run.run_id) or (run, []))[1]
+        suffix = "; its version is unknown until it is probed"
+        reasons = {m.instance_id: m.error_message.removesuffix(suffix) for m in members}
+        settle_in_flight(self.settings, self.store, run, lost, Status.FAILED,
+                         "unreachable during its release", reasons)
 
     def _finalise_cancel(
         self,
@@ -222,22 +236,28 @@ def settle_in_flight(
     in_flight: list[InstanceRecord],
     status: Status,
     reason: str,
+    reasons: Mapping[str, str] | None = None,
 ) -> None:
-    """Probe instances whose outcome is unknown and record what their disk says."""
+    """Probe instances whose outcome is unknown and record what their disk says
+    (``reasons`` overrides ``reason`` per instance)."""
     if not in_flight:
         return
     seen = probe_instances(settings, run.service, in_flight)
-    truths = {i: o.current_version for i, o in seen.items() if o.reachable}
+    truths = {i: o.current_version for i, o in seen.items() if o.trusted}
     store.record_observations(truths, authoritative=True)
     updates = []
     for instance_id, obs in seen.items():
-        if obs.reachable:
+        reason = (reasons or {}).get(instance_id, reason)
+        if obs.trusted:
             detail = f"{reason}; the instance runs {obs.current_version or 'no release'}"
+        elif obs.reachable:  # what it read was refused, and is not recorded
+            detail = f"{reason}; {obs.error}: its version is unknown"
         else:
             detail = f"{reason}; probe failed ({obs.error}): its version is unknown"
         updates.append(InstanceUpdate(
             instance_id, status=status, error_message=detail, completed_at=utcnow(),
-            current_version=obs.current_version if obs.reachable else None,
+            current_version=obs.current_version if obs.trusted else None,
+            version_unknown=not obs.trusted,
         ))
     store.apply_updates(run.run_id, updates)
 

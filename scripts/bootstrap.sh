@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or update the virtual environment from pyproject.toml, and install the system
 # packages the tests need when running as root (Debian): openssl, procps, openssh-server,
-# postgresql.
+# postgresql, iproute2.
 # Idempotent.
 set -euo pipefail
 python=${1:-python3}
@@ -16,6 +16,9 @@ command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 # A private PostgreSQL cluster for the shared-store tier (tests/integration/test_store_pg.py);
 # runuser (util-linux) starts it as the postgres user.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+# Network namespaces, veth pairs and tc for the network-fault tier
+# (tests/integration/test_network_faults.py): ip and tc.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get"

@@ -200,8 +200,11 @@ CASES: list[Case] = [
     deploy("deploy-empty-service", "service", service=""),
     deploy("deploy-empty-version", "version", version=""),
     deploy("deploy-empty-url", "package_url", package_url=""),
-    deploy("deploy-empty-instances", "instances", instances=(), cli=False,
-           why="an empty -i means every instance of the service"),
+    deploy("deploy-empty-instances", "instances", instances=()),  # the CLI: -i ""
+    Case("deploy-cli-empty-selection", lambda s: s.execute_deployment(DeployParams(
+        **_deploy_kw(instances=()))),
+         ("deploy", "hello", "1.0.0", "-i", ",", "-i", " , ", "--url", OK_URL, "--detach"),
+         "instances", needle="-i names no instance"),
     deploy("deploy-empty-deploy-id", "deploy_id", deploy_id="", cli=False,
            why="an empty --deploy-id means a generated one"),
     deploy("deploy-instance-of-other-service", "instances[0]", service="ghost",
@@ -256,6 +259,16 @@ CASES: list[Case] = [
            package_url="https://evil.example/p.tgz#@127.0.0.1"),
     deploy("url-localhost-not-allowed", "package_url", allow_list=True,
            package_url="https://localhost/p.tgz"),
+    deploy("url-non-ascii-path", "package_url", needle="percent-encode it",
+           package_url="https://127.0.0.1:8443/pkgs/hello-\u00e9.tar.gz"),
+    deploy("url-non-ascii-host", "package_url", needle="xn--",
+           package_url="https://pkgs.b\u00fccher.example/p.tgz"),
+    deploy("url-port-zero", "package_url", needle="invalid port",
+           package_url="https://127.0.0.1:0/pkgs/p.tgz"),
+    deploy("url-bad-percent", "package_url", needle="%25",
+           package_url="https://127.0.0.1:8443/pkgs/p%zz.tgz"),
+    deploy("url-ipv6-zone", "package_url", needle="zone",
+           package_url="https://[fe80::1%25eth0]:8443/pkgs/p.tgz"),
     # -- names: version, service, instances, deploy_id --------------------------------
     deploy("version-slash", "version", version="1.0/../../etc"),
     deploy("version-dotdot", "version", version="..", needle="'..' is not allowed"),
@@ -275,6 +288,10 @@ CASES: list[Case] = [
     deploy("service-slash", "service", service="hel/lo"),
     deploy("service-cyrillic", "service", service=f"h{CYRILLIC_E}llo"),
     deploy("service-too-long", "service", service="s" * 129),
+    deploy("service-all", "service", service="all", needle="reserved by Ansible"),
+    deploy("service-ungrouped", "service", service="UNGROUPED", needle="reserved by Ansible"),
+    deploy("instance-localhost", "instances[1]", instances=("hello-1", "localhost"),
+           needle="reserved by Ansible"),
     deploy("instance-slash", "instances[0]", instances=("../hello-1",)),
     deploy("instance-space", "instances[1]", instances=("hello-1", "hello 2")),
     deploy("instance-newline", "instances[0]", instances=("hel\nlo-1",)),
@@ -358,6 +375,7 @@ CASES: list[Case] = [
          needle="Invalid value for '--offset'"),
     listing("list-unknown-service", "", code=3, needle="service not found: ghost",
             service_name="ghost"),
+    listing("list-service-all", "service_name", service_name="All"),
     # -- rollback_instance ---------------------------------------------------------------
     rb_instance("rb-instance-slash", "instance_id", instance_id="a/b"),
     rb_instance("rb-instance-jinja", "instance_id", instance_id="{{ x }}"),
@@ -368,6 +386,10 @@ CASES: list[Case] = [
     rb_instance("rb-url-not-allowed", "package_url", allow_list=True,
                 package_url="https://evil.example/p.tgz"),
     rb_instance("rb-timeout-zero", "timeout", timeout=0),
+    rb_instance("rb-instance-localhost", "instance_id", instance_id="localhost"),
+    rb_instance("rb-url-non-ascii", "package_url",
+                package_url="https://127.0.0.1:8443/pkgs/hello-\u00e9.tar.gz"),
+    rb_instance("rb-url-port-zero", "package_url", package_url="https://127.0.0.1:0/p.tgz"),
     rb_instance("rb-id-jinja", "rollback_id", rollback_id="{# x #}"),
     rb_instance("rb-unknown-instance", "", code=3, needle="instance not found: ghost-1",
                 instance_id="ghost-1"),
@@ -398,7 +420,10 @@ CASES: list[Case] = [
     Case("rb-batch-empty-instances", lambda s: s.rollback_batch(BatchRollbackParams(
         service="ghost", target_version="1.0.0", instances=())),
          ("rollback", "batch", "ghost", "1.0.0", "--detach"), "instances",
-         why="the CLI fills an empty -i with the service's instances: none for ghost"),
+         why="the CLI fills an absent -i with the service's instances: none for ghost"),
+    rb_batch("rb-batch-empty-selection", "instances", instances=(),  # the CLI: -i ""
+             needle="-i names no instance"),
+    rb_batch("rb-batch-service-all", "service", service="all", needle="reserved by Ansible"),
     # -- registration and metadata (floy instances add) ----------------------------------
     add("meta-jinja-value", "metadata.owner", meta={"owner": "{{ lookup('pipe','id') }}"}),
     add("meta-jinja-stmt-value", "metadata.note", meta={"note": "{% raw %}x"}),
@@ -416,6 +441,14 @@ CASES: list[Case] = [
     add("add-service-slash", "service", service="a/b"),
     add("add-host-jinja", "host", host="{{ x }}"),
     add("add-host-space", "host", host="bad host"),
+    add("add-host-zone-proxycommand", "host", host="::1%x -oProxyCommand=touch${IFS}pwned"),
+    add("add-host-zone-zero-width", "host", host="::1%\u200b"),
+    add("add-host-zero-width", "host", host="127.0.0.1\u200b"),
+    add("add-host-bom", "host", host="\ufeffweb.example.com"),
+    add("add-host-word-joiner", "host", host="web\u2060.example.com"),
+    add("add-instance-all", "instance_id", instance_id="all"),
+    add("add-instance-localhost", "instance_id", instance_id="LOCALHOST"),
+    add("add-service-ungrouped", "service", service="ungrouped"),
 ]
 
 

@@ -1,5 +1,7 @@
 """Store faults: a worker killed mid-write never corrupts the database, and an unusable
-data directory or database file is a clear configuration error (exit 6), never a traceback.
+data directory or database file is a clear configuration error (exit 6), never a traceback;
+so is a damaged database (a bad schema version, a missing table, a malformed row), which is
+named down to the table and row with what to do about it.
 
 As root, directory permissions do not apply, so unwritable places are made with a regular
 file where a directory should be and with read-only tmpfs mounts.
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, StoreDataError
 from orchestrator.models import InstanceSpec, Status
 from orchestrator.store import RunInstanceRecord, RunRecord, Store
 from orchestrator.timefmt import utcnow
@@ -120,19 +122,26 @@ def run_floy(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, check=False)
 
 
-def assert_config_error(home: Path, needle: Path) -> None:
-    """Store.open and the CLI both refuse with a ConfigError naming ``needle``."""
+def assert_config_error(home: Path, *needles: str | Path) -> None:
+    """Store.open and the CLI both refuse with a ConfigError naming each of ``needles``."""
     with pytest.raises(ConfigError) as err:
         Store.open(f"sqlite:///{home / 'floy.db'}")
-    assert str(needle) in str(err.value), str(err.value)
+    for needle in needles:
+        assert str(needle) in str(err.value), str(err.value)
     for args in (("versions", "hello"), ("status", "d-1"), ("instances", "add", "a-1",
                                                             "--service", "a", "--host", "h",
                                                             "--port", "80")):
-        proc = run_floy(home, *args)
-        assert proc.returncode == 6, (args, proc.returncode, proc.stderr)
+        assert_floy_refuses(home, args, *needles)
+
+
+def assert_floy_refuses(home: Path, args: tuple[str, ...], *needles: str | Path) -> None:
+    """``floy ARGS`` exits 6 naming each of ``needles``, with no traceback."""
+    proc = run_floy(home, *args)
+    assert proc.returncode == 6, (args, proc.returncode, proc.stderr)
+    for needle in needles:
         assert str(needle) in proc.stderr, proc.stderr
-        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
-        assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert proc.stdout == ""
 
 
 def test_a_home_under_a_regular_file(tmp_path: Path) -> None:
@@ -194,3 +203,88 @@ def test_a_database_path_that_is_a_directory(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / "floy.db").mkdir(parents=True)
     assert_config_error(home, home / "floy.db")
+
+
+# -- a damaged database: detected when it is opened ---------------------------------------------
+def damage(db: Path, *statements: str) -> None:
+    """Change a database behind floy's back, as a hand edit or a bad restore would."""
+    conn = sqlite3.connect(db)
+    try:
+        conn.executescript(";".join(statements))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("version", ["'abc'", "'3 beta'", "2.5", "-1"])
+def test_a_schema_version_that_is_not_a_number(tmp_path: Path, version: str) -> None:
+    home = tmp_path / "home"
+    seed(f"sqlite:///{home / 'floy.db'}")
+    damage(home / "floy.db", f"UPDATE floy_schema SET version = {version}")
+    assert_config_error(home, f"the database {home / 'floy.db'} is damaged: table floy_schema, "
+                        "column version: ", "is not a schema version number; restore the "
+                        "database from a backup")
+
+
+@pytest.mark.parametrize("table", ["runs", "instances", "run_instances", "instance_locks",
+                                   "releases"])
+def test_a_migrated_database_with_a_missing_table(tmp_path: Path, table: str) -> None:
+    home = tmp_path / "home"
+    seed(f"sqlite:///{home / 'floy.db'}")
+    damage(home / "floy.db", "PRAGMA foreign_keys = OFF", f"DROP TABLE {table}")
+    assert_config_error(home, f"the database {home / 'floy.db'} is damaged: table {table}: "
+                        "missing from a database at schema version 3; restore the database "
+                        "from a backup")
+    with sqlite3.connect(home / "floy.db") as conn:  # never recreated empty behind the operator
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert table not in names
+
+
+# -- a damaged database: a malformed row, detected when it is read ------------------------------
+@pytest.mark.parametrize(("value", "problem"), [
+    ("'not json'", "not valid JSON (Expecting value: line 1 column 1 (char 0))"),
+    ("'[1, 2]'", "holds a JSON array, not a JSON object"),
+    ("'\"text\"'", "holds a JSON string, not a JSON object"),
+    ("'{\"rack\": 3}'", "the value of 'rack' is not a string"),
+])
+def test_an_instance_row_with_malformed_metadata(tmp_path: Path, value: str,
+                                                 problem: str) -> None:
+    home = tmp_path / "home"
+    seed(f"sqlite:///{home / 'floy.db'}")
+    damage(home / "floy.db", f"UPDATE instances SET metadata_json = {value} WHERE instance_id "
+           "= 'w-3'")
+    message = ("the database is damaged: table instances, row 'w-3', column metadata_json: "
+               f"{problem}; fix that row, or restore the database from a backup")
+    assert_floy_refuses(home, ("instances", "list", "w"), message)
+    # a deploy reads the instance before recording anything: refused, and no run is stored
+    assert_floy_refuses(home, ("deploy", "w", "2.0.0", "-i", "w-3", "--url",
+                               "https://127.0.0.1:9/w.tar.gz", "--deploy-id", "d-2", "--json"),
+                        '"error": "store_data"', '"table": "instances"', '"key": "w-3"')
+    store = Store.open(f"sqlite:///{home / 'floy.db'}")
+    try:
+        assert store.get_run("d-2") is None
+        with pytest.raises(StoreDataError) as err:
+            store.get_instances(["w-3"])
+        assert (err.value.table, err.value.key, err.value.column) == (
+            "instances", "w-3", "metadata_json")
+        assert store.get_instances(["w-2"])["w-2"].metadata == {}, "other rows still read"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("column", "value", "problem"), [
+    ("params_json", "'{'", "not valid JSON (Expecting property name enclosed in double "
+                             "quotes: line 1 column 2 (char 1))"),
+    ("params_json", "'null'", "holds null, not a JSON object"),
+    ("status", "'running'", "'running' is not a status (pending, in_progress, completed, "
+                            "failed, cancelled)"),
+    ("created_at", "'yesterday'", "'yesterday' is not an RFC 3339 time"),
+])
+def test_a_run_row_with_a_malformed_value(tmp_path: Path, column: str, value: str,
+                                          problem: str) -> None:
+    home = tmp_path / "home"
+    seed(f"sqlite:///{home / 'floy.db'}")
+    damage(home / "floy.db", f"UPDATE runs SET {column} = {value} WHERE run_id = 'w-run'")
+    assert_floy_refuses(home, ("status", "w-run"),
+                        f"table runs, row 'w-run', column {column}: {problem}; fix that row")
+    if column != "params_json":  # the history reads no parameters
+        assert_floy_refuses(home, ("history", "w"), f"table runs, row 'w-run', column {column}")

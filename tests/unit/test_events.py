@@ -115,3 +115,43 @@ def test_unreachable_messages_keep_the_telling_ssh_lines() -> None:
     assert unreachable_message("ssh: connect to host 127.0.0.1 port 9: Connection refused") \
         == "ssh: connect to host 127.0.0.1 port 9: Connection refused"
     assert unreachable_message("") == "host unreachable"
+
+
+def _release(kind: str, res: dict[str, object], host: str = "hello-1") -> RunnerEvent:
+    return {"event": kind, "event_data": {"host": host, "res": res,
+                                          "resolved_action": "floy.release.floy_release"}}
+
+
+@pytest.mark.parametrize(("kind", "res"), [
+    # the connection went away while the module ran (a partition mid-release)
+    ("runner_on_unreachable", {"msg": "Failed to connect to the host via ssh: Timeout"}),
+    # the module itself died (SIGKILL): no result of its own, so no phase
+    ("runner_on_failed", {"msg": "Module result deserialization failed: No start of json"}),
+])
+def test_an_instance_lost_during_its_release_has_an_unknown_version(
+        kind: str, res: dict[str, object]) -> None:
+    """It may have switched before it was lost: floy must not claim either version."""
+    state = FoldState.start(["hello-1"])
+    state, _ = fold_event(state, _release("runner_on_start", {}))
+    state, updates = fold_event(state, _release(kind, res))
+    (update,) = updates
+    assert update.status is F and update.version_unknown
+    assert update.current_version is None, "the registry is left for the probe to settle"
+    assert update.member_values()["current_version"] == ""
+    assert "unknown until it is probed" in (update.error_message or "")
+    assert state.unknown == {"hello-1"}
+
+
+def test_an_instance_that_never_started_its_release_is_not_unknown() -> None:
+    state = FoldState.start(["hello-1"])
+    state, updates = fold_event(state, _release("runner_on_unreachable", {"msg": "refused"}))
+    assert not updates[0].version_unknown and state.unknown == frozenset()
+
+
+def test_a_failure_the_module_reported_keeps_its_version() -> None:
+    state = FoldState.start(["hello-1"])
+    state, _ = fold_event(state, _release("runner_on_start", {}))
+    _, updates = fold_event(state, _release(
+        "runner_on_failed", {"msg": "health check failed", "phase": "switch_back",
+                             "current_version": "1.0.0"}))
+    assert updates[0].current_version == "1.0.0" and not updates[0].version_unknown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 import stat
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ConfigError, ConflictError
+from orchestrator.errors import ConfigError, ConflictError, ExitCode, StoreDataError
 from orchestrator.events import InstanceUpdate
 from orchestrator.models import InstanceSpec, Status
 from orchestrator.store import RunInstanceRecord, RunRecord, Store
@@ -113,10 +114,28 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+# The tables floy 0.1 created (schema version 1), without run_instances and instances.
+V1_OTHER_TABLES = (
+    "CREATE TABLE runs (run_id VARCHAR(128) PRIMARY KEY, kind VARCHAR(16) NOT NULL,"
+    " service VARCHAR(128) NOT NULL, version VARCHAR(128) NOT NULL, status VARCHAR(16)"
+    " NOT NULL, params_json TEXT NOT NULL, created_by VARCHAR(256) DEFAULT '' NOT NULL,"
+    " created_at VARCHAR(32) NOT NULL, updated_at VARCHAR(32) NOT NULL, finished_at"
+    " VARCHAR(32), error_message TEXT DEFAULT '' NOT NULL, cancel_requested_at VARCHAR(32),"
+    " lease_owner VARCHAR(128), lease_expires_at VARCHAR(32), worker_pid INTEGER,"
+    " parent_run_id VARCHAR(128), rollback_run_id VARCHAR(128));"
+    "CREATE TABLE instance_locks (instance_id VARCHAR(128) PRIMARY KEY, run_id VARCHAR(128)"
+    " NOT NULL, locked_at VARCHAR(32) NOT NULL);"
+    "CREATE TABLE releases (instance_id VARCHAR(128), version VARCHAR(128), package_url TEXT"
+    " DEFAULT '' NOT NULL, sha256 VARCHAR(64) DEFAULT '' NOT NULL, run_id VARCHAR(128) NOT"
+    " NULL, deployed_at VARCHAR(32) NOT NULL, PRIMARY KEY (instance_id, version));"
+)
+
+
 def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as conn:  # the tables as floy 0.1 created them
         conn.executescript(
+            V1_OTHER_TABLES +
             "CREATE TABLE floy_schema (id INTEGER PRIMARY KEY, version INTEGER NOT NULL);"
             "INSERT INTO floy_schema VALUES (1, 1);"
             "CREATE TABLE instances (instance_id VARCHAR(128) PRIMARY KEY, service VARCHAR(128)"
@@ -173,3 +192,113 @@ def test_stale_runs_are_found_by_expired_lease(store: Store) -> None:
     assert store.stale_runs(pending_grace=-1) == []
     store.acquire_lease("r1", "w", -5, 1)  # the worker stopped renewing
     assert [r.run_id for r in store.stale_runs(pending_grace=3600)] == ["r1"]
+
+
+def test_a_version_1_database_lacking_a_table_is_refused_before_migrating(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(V1_OTHER_TABLES + "CREATE TABLE floy_schema (id INTEGER PRIMARY KEY,"
+                           " version INTEGER NOT NULL); INSERT INTO floy_schema VALUES (1, 1);")
+    with pytest.raises(StoreDataError) as err:
+        Store.open(f"sqlite:///{db}")
+    assert (err.value.table, err.value.database) == ("instances", str(db))
+    assert str(err.value) == (
+        f"the database {db} is damaged: table instances: missing from a database at schema "
+        "version 1, and so are run_instances; restore the database from a backup")
+    with sqlite3.connect(db) as conn:  # nothing migrated, nothing created
+        assert conn.execute("SELECT version FROM floy_schema").fetchone()[0] == 1
+
+
+def test_an_unusable_url_is_a_config_error() -> None:
+    for url, needle in (("not a url", "db_url is not a database URL"),
+                        ("mysql+nosuch://x", r"unknown database driver 'mysql\+nosuch'")):
+        with pytest.raises(ConfigError, match=needle):
+            Store.open(url)
+
+
+def test_a_newer_schema_is_a_config_error(tmp_path: Path, store: Store) -> None:
+    db = tmp_path / "data" / "floy.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE floy_schema SET version = 99")
+    with pytest.raises(ConfigError) as err:
+        Store.open(f"sqlite:///{db}")
+    assert type(err.value) is ConfigError
+    assert str(err.value) == "database schema version 99 is newer than this floy (3)"
+
+
+@pytest.mark.parametrize("version", ["'three'", "2.5", "-2", "x'00'"])
+def test_a_schema_version_that_is_not_a_number(tmp_path: Path, store: Store,
+                                               version: str) -> None:
+    db = tmp_path / "data" / "floy.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE floy_schema SET version = {version}")
+    with pytest.raises(StoreDataError) as err:
+        Store.open(f"sqlite:///{db}")
+    assert (err.value.table, err.value.column, err.value.key) == ("floy_schema", "version", "")
+    assert str(err.value).endswith("is not a schema version number; restore the database "
+                                   "from a backup")
+
+
+def _corrupt(tmp_path: Path, statement: str) -> None:
+    with sqlite3.connect(tmp_path / "data" / "floy.db") as conn:
+        conn.execute(statement)
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("'{'", "not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+            "column 2 (char 1))"),
+    ("'[]'", "holds a JSON array, not a JSON object"),
+    ("'7'", "holds a number, not a JSON object"),
+    ("'{\"a\": null}'", "the value of 'a' is not a string"),
+])
+def test_malformed_metadata_names_table_row_and_column(tmp_path: Path, store: Store,
+                                                       value: str, problem: str) -> None:
+    _corrupt(tmp_path, f"UPDATE instances SET metadata_json = {value} WHERE instance_id = 'i-1'")
+    for read in (lambda: store.get_instances(["i-1"]), lambda: store.service_instances("svc"),
+                 lambda: store.query_instances("svc", "", 10, 0)):
+        with pytest.raises(StoreDataError) as err:
+            read()
+        assert str(err.value) == (
+            f"the database is damaged: table instances, row 'i-1', column metadata_json: "
+            f"{problem}; fix that row, or restore the database from a backup")
+    assert store.get_instances(["i-0", "i-2"]).keys() == {"i-0", "i-2"}
+
+
+def test_malformed_run_rows_name_their_table_and_key(tmp_path: Path, store: Store) -> None:
+    store.create_run(*_run("r1", ["i-0"]))
+    _corrupt(tmp_path, "UPDATE run_instances SET started_at = 'soon' WHERE run_id = 'r1'")
+    with pytest.raises(StoreDataError) as err:
+        store.get_run_with_members("r1")
+    assert (err.value.table, err.value.key, err.value.column) == (
+        "run_instances", "r1/i-0", "started_at")
+    assert store.get_run("r1") is not None
+    _corrupt(tmp_path, "UPDATE runs SET status = 'lost' WHERE run_id = 'r1'")
+    for read in (lambda: store.get_run("r1"), lambda: store.run_summaries("svc", 10)):
+        with pytest.raises(StoreDataError, match="table runs, row 'r1', column status: 'lost' "
+                           "is not a status"):
+            read()
+    _corrupt(tmp_path, "UPDATE runs SET status = 'pending', updated_at = ''")
+    with pytest.raises(StoreDataError, match="column updated_at: '' is not an RFC 3339 time"):
+        store.get_run("r1")
+
+
+def test_store_data_error_fields_and_json() -> None:
+    err = StoreDataError("instances", "not valid JSON", key="i-1", column="metadata_json")
+    assert isinstance(err, ConfigError) and err.exit_code is ExitCode.CONFIG
+    assert err.to_dict() == {
+        "error": "store_data",
+        "message": str(err),
+        "table": "instances",
+        "key": "i-1",
+        "column": "metadata_json",
+    }
+    located = StoreDataError("runs", "missing").located("/srv/floy.db")
+    assert str(located) == ("the database /srv/floy.db is damaged: table runs: missing; "
+                            "restore the database from a backup")
+    assert located.to_dict() == {"error": "store_data", "message": str(located),
+                                 "table": "runs"}
+    for error in (err, located):  # errors cross process boundaries from workers
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is StoreDataError and copy.to_dict() == error.to_dict()

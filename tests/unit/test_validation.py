@@ -9,13 +9,16 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import ValidationError
+from orchestrator.events import FoldState, InstanceUpdate, RunnerEvent, fold_event
 from orchestrator.models import (
     BatchRollbackParams,
     DeployParams,
     InstanceQueryParams,
     InstanceRollbackParams,
     InstanceSpec,
+    Status,
 )
+from orchestrator.probe import observe
 from orchestrator.validation import (
     NAME_PATTERN,
     reject_control_characters,
@@ -29,6 +32,7 @@ from orchestrator.validation import (
     validate_instance_query,
     validate_instance_rollback_params,
     validate_instance_spec,
+    validate_inventory_name,
     validate_limit,
     validate_max_failures,
     validate_metadata,
@@ -123,6 +127,38 @@ BAD: list[tuple[str, Callable[[], object], str, str]] = [
     ("url too long", deploy(package_url="https://x.com/" + "a" * 2048), "package_url", "too long"),
     ("url backslash", deploy(package_url="https://a.com\\@b.com/p"), "package_url", "backslash"),
     ("url bad port", deploy(package_url="https://x.com:99999/p"), "package_url", "port"),
+    ("url port zero", deploy(package_url="https://x.com:0/p"), "package_url", "port"),
+    ("url port empty", deploy(package_url="https://x.com:/p"), "package_url", "port"),
+    ("url port sign", deploy(package_url="https://x.com:+443/p"), "package_url", "port"),
+    (
+        "url non-ascii path",
+        deploy(package_url="https://x.com/pkg-é.tar.gz"),
+        "package_url",
+        "percent-encode it (as UTF-8: %C3%A9)",
+    ),
+    ("url non-ascii query", deploy(package_url="https://x.com/p?v=ü"), "package_url", "query"),
+    ("url zero-width path", deploy(package_url="https://x.com/p\u200b.tgz"), "package_url",
+     "U+200B"),
+    ("url bad percent", deploy(package_url="https://x.com/p%zz.tgz"), "package_url", "%25"),
+    ("url cut percent", deploy(package_url="https://x.com/p.tgz%4"), "package_url", "%25"),
+    ("url lone percent", deploy(package_url="https://x.com/100%"), "package_url", "%25"),
+    ("url angle bracket", deploy(package_url="https://x.com/<p>.tgz"), "package_url", "%3C"),
+    ("url quote", deploy(package_url='https://x.com/p".tgz'), "package_url", "%22"),
+    (
+        "url non-ascii host",
+        deploy(package_url="https://bücher.example/p.tgz"),
+        "package_url",
+        "'xn--bcher-kva.example'",
+    ),
+    (
+        "url look-alike host",
+        call(validate_package_url, "package_url", "https://p\u0430ckages.example.com/p",
+             ALLOWED),
+        "package_url",
+        "IDNA",
+    ),
+    ("url ipv6 zone", deploy(package_url="https://[fe80::1%25eth0]/p"), "package_url", "zone"),
+    ("url host zone trick", deploy(package_url="https://[::1%x]/p"), "package_url", "zone"),
     (
         "url host not allowed",
         call(validate_package_url, "package_url", "https://evil.example.org/p", ALLOWED),
@@ -160,6 +196,61 @@ BAD: list[tuple[str, Callable[[], object], str, str]] = [
     ("host bad ipv6", call(validate_host, "host", "fe80::zz"), "host", "IPv6"),
     ("host long", call(validate_host, "host", "a." * 127 + "com"), "host", "too long"),
     ("host empty label", call(validate_host, "host", "a..b"), "host", "label"),
+    # Python's ipaddress takes any text as an IPv6 zone, spaces and options included
+    (
+        "host zone proxycommand",
+        call(validate_host, "host", "::1%x -oProxyCommand=touch${IFS}pwned"),
+        "host",
+        "zone",
+    ),
+    ("host zone slash", call(validate_host, "host", "fe80::1%eth0/x"), "host", "zone"),
+    ("host zone empty", call(validate_host, "host", "fe80::1%"), "host", "zone"),
+    ("host zone too long", call(validate_host, "host", "fe80::1%" + "e" * 16), "host", "zone"),
+    ("host zone dotdot", call(validate_host, "host", "fe80::1%.."), "host", "zone"),
+    ("host zone zero-width", call(validate_host, "host", "::1%\u200b"), "host", "U+200B"),
+    ("host percent no ipv6", call(validate_host, "host", "web%eth0"), "host", "IPv6"),
+    ("host zero-width space", call(validate_host, "host", "web\u200b.example.com"), "host",
+     "ASCII"),
+    ("host BOM", call(validate_host, "host", "\ufeff10.0.0.1"), "host", "U+FEFF"),
+    ("host word joiner", call(validate_host, "host", "10.0.0.1\u2060"), "host", "U+2060"),
+    ("host non-ascii", call(validate_host, "host", "bücher.example"), "host", "IDNA"),
+    ("host leading dash", call(validate_host, "host", "-oProxyCommand=x"), "host", "label"),
+    # Ansible's own names: implicit groups all/ungrouped and implicit host localhost
+    ("service all", deploy(service="all"), "service", "reserved by Ansible"),
+    ("service ALL", deploy(service="ALL"), "service", "reserved by Ansible"),
+    ("service ungrouped", deploy(service="Ungrouped"), "service", "reserved by Ansible"),
+    ("instance localhost", deploy(instances=("a", "LocalHost")), "instances[1]",
+     "reserved by Ansible"),
+    (
+        "spec instance all",
+        lambda: validate_instance_spec(replace(GOOD_SPEC, instance_id="all")),
+        "instance_id",
+        "reserved by Ansible",
+    ),
+    (
+        "spec service localhost",
+        lambda: validate_instance_spec(replace(GOOD_SPEC, service="localhost")),
+        "service",
+        "reserved by Ansible",
+    ),
+    (
+        "rollback instance ungrouped",
+        lambda: validate_instance_rollback_params(replace(GOOD_ROLLBACK, instance_id="ungrouped")),
+        "instance_id",
+        "reserved by Ansible",
+    ),
+    (
+        "batch rollback service all",
+        lambda: validate_batch_rollback_params(replace(GOOD_BATCH, service="all")),
+        "service",
+        "reserved by Ansible",
+    ),
+    (
+        "query service all",
+        lambda: validate_instance_query(InstanceQueryParams("all")),
+        "service_name",
+        "reserved by Ansible",
+    ),
     # metadata
     ("metadata list", call(validate_metadata, "metadata", [("a", "b")]), "metadata", "object"),
     (
@@ -335,6 +426,26 @@ GOOD: list[tuple[str, Callable[[], object], object]] = [
     ("host single label", call(validate_host, "host", "localhost"), "localhost"),
     ("host ipv4", call(validate_host, "host", "127.0.0.1"), "127.0.0.1"),
     ("host ipv6", call(validate_host, "host", "::1"), "::1"),
+    ("host ipv6 zone", call(validate_host, "host", "fe80::1%eth0"), "fe80::1%eth0"),
+    ("host ipv6 zone vlan", call(validate_host, "host", "fe80::1%br-lan.10"), "fe80::1%br-lan.10"),
+    ("host ipv6 zone max", call(validate_host, "host", "fe80::1%" + "e" * 15),
+     "fe80::1%" + "e" * 15),
+    ("host idna", call(validate_host, "host", "xn--bcher-kva.example"), "xn--bcher-kva.example"),
+    ("version all", call(validate_name, "version", "all"), "all"),
+    ("run id localhost", call(validate_id, "deploy_id", "localhost"), "localhost"),
+    ("inventory name", call(validate_inventory_name, "service", "all-in-one"), "all-in-one"),
+    (
+        "url percent-encoded",
+        call(validate_package_url, "package_url", "https://x.com/pkg-%C3%A9.tar.gz?a=b%2Fc#f"),
+        "https://x.com/pkg-%C3%A9.tar.gz?a=b%2Fc#f",
+    ),
+    (
+        "url sub-delims",
+        call(validate_package_url, "package_url", "https://x.com/a;b=c/d,e(f)~g+h!$&'*@:"),
+        "https://x.com/a;b=c/d,e(f)~g+h!$&'*@:",
+    ),
+    ("url max port", call(validate_package_url, "package_url", "https://x.com:65535/p"),
+     "https://x.com:65535/p"),
     ("url", call(validate_package_url, "package_url", URL), URL),
     (
         "url query and port",
@@ -407,3 +518,117 @@ def test_first_problem_is_reported() -> None:
 def test_every_template_delimiter_is_refused(delimiter: str) -> None:
     with pytest.raises(ValidationError, match="template delimiters are not allowed"):
         reject_template_syntax("x", f"a{delimiter}b")
+
+
+# -- values read back from hosts ---------------------------------------------------------------
+# A restart command or a hand-made directory can leave any name under releases/; the release
+# module and the probe report it. It must pass the same checks as a request before it is
+# recorded (DESIGN.md section 5).
+HOSTILE_VERSIONS = [
+    "{{ lookup('pipe', 'id') }}",
+    "releases/{{ lookup('pipe','id') }}",
+    "1.0\x1b]0;pwned\x07",
+    "1.0\x1b[2J",
+    "../../etc",
+    "1.0 beta",
+    "v" * 129,
+    "1.0\u202e",
+]
+
+
+def _release_event(kind: str, res: dict[str, Any], host: str = "hello-1") -> RunnerEvent:
+    return {"event": kind, "created": "2026-11-24T01:00:00+00:00",
+            "event_data": {"host": host, "resolved_action": "floy.release.floy_release",
+                           "task": "Release", "res": res}}
+
+
+def _fold(*events: RunnerEvent) -> tuple[FoldState, list[InstanceUpdate]]:
+    state = FoldState.start(["hello-1"], package_url=URL)
+    updates: list[InstanceUpdate] = []
+    for event in (_release_event("runner_on_start", {}), *events):
+        state, new = fold_event(state, event)
+        updates.extend(new)
+    return state, updates
+
+
+@pytest.mark.parametrize("version", HOSTILE_VERSIONS)
+def test_fold_never_records_a_refused_current_version(version: str) -> None:
+    state, updates = _fold(_release_event(
+        "runner_on_ok", {"current_version": version, "previous_version": "1.0.0"}))
+    final = updates[-1]
+    assert state.statuses["hello-1"] is Status.FAILED, "floy cannot tell what it runs"
+    assert final.current_version is None and final.release is None, "nothing recorded"
+    assert final.previous_version == "1.0.0"
+    assert final.error_message is not None
+    assert final.error_message.startswith("invalid current_version: ")
+    assert "reported by the host; not recorded" in final.error_message
+    assert "floy refresh" in final.error_message
+
+
+@pytest.mark.parametrize("version", HOSTILE_VERSIONS)
+def test_fold_never_records_a_refused_previous_version(version: str) -> None:
+    state, updates = _fold(_release_event(
+        "runner_on_ok", {"current_version": "2.0.0", "previous_version": version}))
+    final = updates[-1]
+    assert state.statuses["hello-1"] is Status.COMPLETED
+    assert final.current_version == "2.0.0" and final.release is not None
+    assert final.previous_version is None
+    assert (final.error_message or "").startswith("invalid previous_version: ")
+
+
+@pytest.mark.parametrize("version", HOSTILE_VERSIONS)
+def test_fold_never_records_a_refused_version_of_a_failed_release(version: str) -> None:
+    _, updates = _fold(_release_event(
+        "runner_on_failed", {"msg": "health check failed", "phase": "health", "current_version": version}))
+    final = updates[-1]
+    assert final.status is Status.FAILED and final.current_version is None
+    assert (final.error_message or "").startswith("health check failed; invalid current_version")
+
+
+def test_fold_takes_odd_attempt_counts_without_raising() -> None:
+    state, updates = _fold(
+        _release_event("runner_retry", {"attempts": "many", "msg": "HTTP 503"}),
+        _release_event("runner_retry", {"attempts": [1], "msg": "HTTP 503"}),
+        _release_event("runner_on_ok", {"current_version": "2.0.0", "attempts": True}),
+    )
+    assert state.statuses["hello-1"] is Status.COMPLETED
+    assert updates[-1].attempts == 3
+
+
+def _probe_event(res: dict[str, Any], host: str = "hello-1") -> RunnerEvent:
+    return {"event": "runner_on_ok",
+            "event_data": {"host": host, "resolved_action": "floy.release.floy_probe",
+                           "res": res}}
+
+
+@pytest.mark.parametrize("version", HOSTILE_VERSIONS)
+def test_probe_never_trusts_a_refused_current_version(version: str) -> None:
+    seen = observe([_probe_event({"current_version": version, "releases": ["1.0.0"]})],
+                   ["hello-1"])
+    obs = seen["hello-1"]
+    assert obs.reachable and not obs.trusted
+    assert obs.current_version == "", "nothing a caller could store"
+    assert obs.refused_version == version, "reported as read"
+    assert obs.error.startswith("invalid current_version: ")
+    assert obs.releases == ("1.0.0",)
+
+
+def test_probe_drops_refused_release_names_and_odd_shapes() -> None:
+    seen = observe([
+        _probe_event({"current_version": "1.0.0",
+                      "releases": ["0.9.0", "{{ x }}", "1.0.0", 7]}, "hello-1"),
+        _probe_event({"current_version": 2, "releases": "1.0.0", "state": ["x"]}, "hello-2"),
+    ], ["hello-1", "hello-2"])
+    one, two = seen["hello-1"], seen["hello-2"]
+    assert one.trusted and one.current_version == "1.0.0"
+    assert one.releases == ("0.9.0", "1.0.0")
+    assert "invalid releases[1]" in one.error and "invalid releases[3]" in one.error
+    assert not two.trusted and two.refused_version == "<int> 2"
+    assert two.releases == () and two.state == {}
+    assert "releases: not a list" in two.error
+
+
+def test_probe_keeps_good_readings() -> None:
+    seen = observe([_probe_event({"current_version": "", "releases": []})], ["hello-1"])
+    assert seen["hello-1"].trusted and seen["hello-1"].current_version == ""
+    assert seen["hello-1"].error == ""

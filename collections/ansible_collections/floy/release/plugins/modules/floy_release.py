@@ -440,6 +440,7 @@ class Release:
         self.previous_version = ""
         self.temp_paths = []
         self.lock_fd = None
+        self.old_state = {}
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -853,6 +854,8 @@ class Release:
             self.switch_to(old_target)
         except (OSError, ReleaseError) as exc:
             return "%s; switching back to %s failed: %s" % (why, old_version or "nothing", exc)
+        with contextlib.suppress(OSError):
+            self.restore_state()
         if undo is not None and undo["exchanged"]:
             self.undo_install(undo)
             undo = None
@@ -905,6 +908,7 @@ class Release:
         self.validate()
         self.prepare_dirs()
         state = read_json(self.state_path) or {}
+        self.old_state = dict(state)
         old_target, old_version = self.read_current()
         self.current_version = old_version
         self.previous_version = state.get("previous_version", "") or ""
@@ -957,6 +961,11 @@ class Release:
             if old_version != self.version:
                 self.switch_to(new_target)
                 self.changed = True
+                # state.json follows `current` at once, so that a module killed before
+                # its health check leaves the two agreeing (the final write follows). A
+                # full disk must not fail the switch itself: the final write reports it.
+                with contextlib.suppress(OSError):
+                    self.write_state(old_version)
         except (OSError, ReleaseError) as exc:
             self.undo_install(undo)
             raise ReleaseError("switch failed: %s" % getattr(exc, "msg", exc)) from None
@@ -987,18 +996,7 @@ class Release:
 
         if old_version != self.version:
             self.previous_version = old_version
-        write_json_atomic(
-            self.state_path,
-            {
-                "version": self.version,
-                "previous_version": self.previous_version,
-                "deploy_id": p["deploy_id"],
-                "package_url": p["package_url"]
-                or (self.record_for(self.version) or {}).get("package_url", ""),
-                "sha256": self.sha256,
-                "updated_at": utc_now(),
-            },
-        )
+        self.write_state(self.previous_version)
         if undo is not None and undo["displaced"]:
             remove_path(undo["displaced"])
         self.enter("prune")
@@ -1010,6 +1008,29 @@ class Release:
         if removed:
             msg += "; pruned %s" % ", ".join(sorted(removed))
         return self.result(msg)
+
+    def write_state(self, previous_version):
+        """Record in state.json that this version is current."""
+        p = self.p
+        write_json_atomic(
+            self.state_path,
+            {
+                "version": self.version,
+                "previous_version": previous_version,
+                "deploy_id": p["deploy_id"],
+                "package_url": p["package_url"]
+                or (self.record_for(self.version) or {}).get("package_url", ""),
+                "sha256": self.sha256,
+                "updated_at": utc_now(),
+            },
+        )
+
+    def restore_state(self):
+        """After switching back: state.json as it was before this release."""
+        if self.old_state:
+            write_json_atomic(self.state_path, self.old_state)
+        else:
+            remove_path(self.state_path)
 
     def run_same_version(self, state):
         """``current`` already is this complete version: check health, restart if needed."""
