@@ -579,7 +579,8 @@ def test_fold_never_records_a_refused_previous_version(version: str) -> None:
 @pytest.mark.parametrize("version", HOSTILE_VERSIONS)
 def test_fold_never_records_a_refused_version_of_a_failed_release(version: str) -> None:
     _, updates = _fold(_release_event(
-        "runner_on_failed", {"msg": "health check failed", "phase": "health", "current_version": version}))
+        "runner_on_failed",
+        {"msg": "health check failed", "phase": "health", "current_version": version}))
     final = updates[-1]
     assert final.status is Status.FAILED and final.current_version is None
     assert (final.error_message or "").startswith("health check failed; invalid current_version")
