@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.floy-installed
 PYTEST_WORKERS ?= 2
 SHELL := /bin/bash
 
-.PHONY: venv demo test lint typecheck unit bench clean
+.PHONY: venv demo test lint typecheck unit soak bench clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
@@ -29,6 +29,11 @@ unit: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+# The chaos soak alone, longer (FLOY_SOAK_SEED=N replays a run's choices).
+FLOY_SOAK_SECONDS ?= 600
+soak: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" FLOY_SOAK_SECONDS=$(FLOY_SOAK_SECONDS) $(BIN)/pytest -m soak tests/soak
 
 # Every benchmark, full sizes; each script's output is kept in bench/results/, and the
 # summary lines are printed together at the end.

@@ -1,0 +1,1 @@
+"""The chaos soak: deployments, cancels and rollbacks under SIGKILL, ENOSPC and DB restarts."""
