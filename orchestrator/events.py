@@ -143,6 +143,23 @@ _SSH_TELLING = re.compile(
 )
 
 
+#: Appended to an instance's error when what it runs is not known until a probe says.
+UNKNOWN_NOTE = "its version is unknown until it is probed"
+# OpenSSH's own words when no session was ever set up: the module cannot have run.
+_NEVER_CONNECTED = (
+    "ssh: connect to host",
+    "Could not resolve hostname",
+    "Host key verification failed",
+    "Permission denied",
+)
+
+
+def never_connected(message: str) -> bool:
+    """Whether an unreachable message says the connection was never made (so nothing ran
+    on the host), rather than lost during the task."""
+    return any(words in message for words in _NEVER_CONNECTED)
+
+
 def unreachable_message(text: str) -> str:
     """The telling lines of an ssh failure, without its multi-line warning banners."""
     lines = [line.strip() for line in text.replace("\r", "\n").splitlines()]
@@ -221,13 +238,12 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
         reason = f"unreachable: {unreachable_message(_message(res, 'host unreachable'))}"
         # Lost during the release task, the module may have gone on (or be going on) on
         # the host: floy cannot say which release it runs until it is probed.
-        lost = release_task and current is Status.IN_PROGRESS
+        lost = release_task and current is Status.IN_PROGRESS and not never_connected(reason)
         update = InstanceUpdate(
             host,
             status=Status.FAILED,
             phase="connect",
-            error_message=f"{reason}; its version is unknown until it is probed" if lost
-            else reason,
+            error_message=f"{reason}; {UNKNOWN_NOTE}" if lost else reason,
             completed_at=at,
             version_unknown=lost,
         )
@@ -239,7 +255,7 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
         # module itself dying (killed, crashed): it may have switched before it died.
         died = release_task and "phase" not in res
         if died:
-            message += "; its version is unknown until it is probed"
+            message += f"; {UNKNOWN_NOTE}"
         update = InstanceUpdate(
             host,
             status=Status.FAILED,

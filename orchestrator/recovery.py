@@ -4,8 +4,9 @@ Any floy command (through the service) and any worker calls :func:`recover_stale
 A run is stale when its lease expired (the worker stopped renewing it: killed, machine
 gone) or when no worker claimed it in time. The recoverer takes the lease itself (so only
 one process recovers a run), stops the orphaned ansible-playbook of the run on this machine
-(it ignores SIGHUP and would go on deploying), cancels the instances never started, probes
-the in-flight ones and records what their disk says, then closes the run as failed.
+(it ignores SIGHUP and would go on deploying), probes every instance whose outcome the store
+cannot know (see :func:`settle_members`), records what their disk says, cancels the ones
+never started, then closes the run as failed.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 
+from orchestrator.events import UNKNOWN_NOTE, InstanceUpdate
 from orchestrator.models import Status
 from orchestrator.runner import run_processes, wait_for_run_processes
 from orchestrator.settings import Settings
-from orchestrator.store import RunRecord, Store
-from orchestrator.timefmt import format_time
-from orchestrator.worker import settle_in_flight
+from orchestrator.store import RunInstanceRecord, RunRecord, Store
+from orchestrator.timefmt import format_time, utcnow
+from orchestrator.worker import probe_and_record, settled
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +96,48 @@ def recover_run(settings: Settings, store: Store, run: RunRecord) -> None:
     if loaded is None:
         return
     _, members = loaded
-    store.finish_members(run.run_id, Status.CANCELLED, f"not started: {reason}",
-                         [Status.PENDING])
-    in_flight_ids = [m.instance_id for m in members if m.status is Status.IN_PROGRESS]
-    instances = store.get_instances(in_flight_ids)
-    settle_in_flight(settings, store, run, [instances[i] for i in in_flight_ids
-                                            if i in instances], Status.FAILED, reason)
+    store.apply_updates(run.run_id, settle_members(settings, store, run, members, reason))
     store.set_run_status(run.run_id, Status.FAILED, error_message=reason, finished=True)
     log.warning("recovered run %s: %s", run.run_id, reason)
+
+
+def settle_members(
+    settings: Settings,
+    store: Store,
+    run: RunRecord,
+    members: Sequence[RunInstanceRecord],
+    reason: str,
+) -> list[InstanceUpdate]:
+    """The closing updates of a dead worker's instances, from one probe of every instance
+    whose outcome the store cannot know: in flight, lost mid-release, and - once the run
+    had started - pending ones too, since the dead worker's last events may never have
+    been written and its orphaned ansible-playbook may have gone on before it was stopped.
+    A pending instance whose disk is unchanged was never started."""
+    started = run.status is Status.IN_PROGRESS
+    unknown = [m for m in members
+               if m.status is Status.IN_PROGRESS
+               or (m.status is Status.PENDING and started)
+               or (m.status is Status.FAILED and m.error_message.endswith(UNKNOWN_NOTE))]
+    records = store.get_instances(m.instance_id for m in unknown)
+    seen = probe_and_record(settings, store, run,
+                            [records[m.instance_id] for m in unknown if m.instance_id in records])
+    now = utcnow()
+    updates = []
+    for m in members:
+        obs = seen.get(m.instance_id)
+        if m.status is Status.PENDING:
+            if obs is None or (obs.trusted and obs.current_version == m.current_version):
+                updates.append(InstanceUpdate(m.instance_id, status=Status.CANCELLED,
+                                              error_message=f"not started: {reason}",
+                                              completed_at=now))
+            else:
+                updates.append(settled(
+                    m.instance_id, obs, Status.FAILED if obs.trusted else Status.CANCELLED,
+                    f"{reason}; it may have been started by the orphaned run"))
+        elif obs is not None and m.status is Status.IN_PROGRESS:
+            updates.append(settled(m.instance_id, obs, Status.FAILED, reason))
+        elif obs is not None:  # failed, version unknown: keep its message and its end
+            updates.append(settled(m.instance_id, obs, Status.FAILED,
+                                   m.error_message.removesuffix(f"; {UNKNOWN_NOTE}"),
+                                   finish=False))
+    return updates

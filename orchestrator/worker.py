@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 from orchestrator import plan as planning
 from orchestrator import rollbacks, runner
-from orchestrator.events import FoldState, InstanceUpdate
+from orchestrator.events import UNKNOWN_NOTE, FoldState, InstanceUpdate
 from orchestrator.ingest import EventSink
 from orchestrator.models import Status
-from orchestrator.probe import probe_instances
+from orchestrator.probe import Observation, probe_instances
 from orchestrator.settings import Settings
 from orchestrator.store import InstanceRecord, RunInstanceRecord, RunRecord, Store
 from orchestrator.timefmt import utcnow
@@ -157,11 +157,16 @@ class Worker:
             else:
                 self.store.finish_members(run.run_id, Status.FAILED, f"not started: {ended}",
                                           [Status.PENDING])
+        lost = set(state.unknown)
         if counts[Status.IN_PROGRESS]:
+            # ansible-playbook ended (or was killed) while these ran: their module may have
+            # switched, so they are probed like the instances lost mid-release.
             self.store.finish_members(run.run_id, Status.FAILED,
-                                      f"no result reported: {ended}", [Status.IN_PROGRESS])
-        if state.unknown:
-            self._settle_lost(run, state)
+                                      f"no result reported: {ended}; {UNKNOWN_NOTE}",
+                                      [Status.IN_PROGRESS])
+            lost |= {i for i, s in state.statuses.items() if s is Status.IN_PROGRESS}
+        if lost:
+            self._settle_lost(run, lost)
         final = self.store.get_run_with_members(run.run_id)
         assert final is not None
         statuses = [m.status for m in final[1]]
@@ -183,15 +188,16 @@ class Worker:
                                   finished=True)
         return Status.FAILED, follow_up
 
-    def _settle_lost(self, run: RunRecord, state: FoldState) -> None:
-        """Probe the instances lost during their release (the release may have gone on on
-        the host) and record what their disk says; still unreachable, they stay unknown."""
-        lost = list(self.store.get_instances(sorted(state.unknown)).values())
+    def _settle_lost(self, run: RunRecord, lost: set[str]) -> None:
+        """Probe the instances whose release may have gone on unseen (lost mid-release,
+        module killed, no result reported) and record what their disk says; still
+        unreachable, their version stays unknown. Their recorded end stays as it was."""
+        records = list(self.store.get_instances(sorted(lost)).values())
         members = (self.store.get_run_with_members(run.run_id) or (run, []))[1]
-        suffix = "; its version is unknown until it is probed"
-        reasons = {m.instance_id: m.error_message.removesuffix(suffix) for m in members}
-        settle_in_flight(self.settings, self.store, run, lost, Status.FAILED,
-                         "unreachable during its release", reasons)
+        reasons = {m.instance_id: m.error_message.removesuffix(f"; {UNKNOWN_NOTE}")
+                   for m in members}
+        settle_in_flight(self.settings, self.store, run, records, Status.FAILED,
+                         "no result reported", reasons, finish=False)
 
     def _finalise_cancel(
         self,
@@ -229,6 +235,37 @@ class Worker:
             log.exception("could not record the failure of %s", run_id)
 
 
+def probe_and_record(
+    settings: Settings, store: Store, run: RunRecord, instances: list[InstanceRecord]
+) -> dict[str, Observation]:
+    """Probe ``instances`` and record what their disk says wherever it can be trusted."""
+    if not instances:
+        return {}
+    seen = probe_instances(settings, run.service, instances)
+    truths = {i: o.current_version for i, o in seen.items() if o.trusted}
+    store.record_observations(truths, authoritative=True)
+    return seen
+
+
+def settled(
+    instance_id: str, obs: Observation, status: Status, reason: str, finish: bool = True
+) -> InstanceUpdate:
+    """The update closing an instance whose outcome a probe settled (``finish``: it ends
+    now; otherwise its recorded end stays)."""
+    if obs.trusted:
+        detail = f"{reason}; the instance runs {obs.current_version or 'no release'}"
+    elif obs.reachable:  # what it read was refused, and is not recorded
+        detail = f"{reason}; {obs.error}: its version is unknown"
+    else:
+        detail = f"{reason}; probe failed ({obs.error}): its version is unknown"
+    return InstanceUpdate(
+        instance_id, status=status, error_message=detail,
+        completed_at=utcnow() if finish else None,
+        current_version=obs.current_version if obs.trusted else None,
+        version_unknown=not obs.trusted,
+    )
+
+
 def settle_in_flight(
     settings: Settings,
     store: Store,
@@ -237,29 +274,15 @@ def settle_in_flight(
     status: Status,
     reason: str,
     reasons: Mapping[str, str] | None = None,
+    finish: bool = True,
 ) -> None:
     """Probe instances whose outcome is unknown and record what their disk says
     (``reasons`` overrides ``reason`` per instance)."""
-    if not in_flight:
-        return
-    seen = probe_instances(settings, run.service, in_flight)
-    truths = {i: o.current_version for i, o in seen.items() if o.trusted}
-    store.record_observations(truths, authoritative=True)
-    updates = []
-    for instance_id, obs in seen.items():
-        reason = (reasons or {}).get(instance_id, reason)
-        if obs.trusted:
-            detail = f"{reason}; the instance runs {obs.current_version or 'no release'}"
-        elif obs.reachable:  # what it read was refused, and is not recorded
-            detail = f"{reason}; {obs.error}: its version is unknown"
-        else:
-            detail = f"{reason}; probe failed ({obs.error}): its version is unknown"
-        updates.append(InstanceUpdate(
-            instance_id, status=status, error_message=detail, completed_at=utcnow(),
-            current_version=obs.current_version if obs.trusted else None,
-            version_unknown=not obs.trusted,
-        ))
-    store.apply_updates(run.run_id, updates)
+    seen = probe_and_record(settings, store, run, in_flight)
+    store.apply_updates(run.run_id, [
+        settled(i, obs, status, (reasons or {}).get(i, reason), finish)
+        for i, obs in seen.items()
+    ])
 
 
 def _with_member_package(

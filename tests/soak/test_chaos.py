@@ -116,9 +116,7 @@ def test_the_checker_sees_every_kind_of_violation(
 
 
 @pytest.mark.timeout(TIMEOUT)
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.xfail(
-    strict=False, reason="open defect (issue 9 note): on PostgreSQL with database restarts "
-    "and kills, seed 123234666 gave record_vs_disk 5 and half_written_release 1"))])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_chaos_soak(backend: str, request: pytest.FixtureRequest, tmp_path: Path, pki: object,
                     packages: dict[str, tuple[str, str]], soak_budget: Budget,
                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -124,14 +124,17 @@ def probe(instance_dir):
             result["current_version"] = os.path.basename(target.rstrip("/"))
     result["state"] = read_json(os.path.join(instance_dir, ".floy", "state.json"))
     records = os.path.join(instance_dir, ".floy", "releases")
+    releases_dir = os.path.join(instance_dir, "releases")
     complete = []
     if os.path.isdir(records):
         for name in os.listdir(records):
-            if name.endswith(".json"):
-                data = read_json(os.path.join(records, name))
-                complete.append((data.get("installed_at", ""), name[: -len(".json")]))
+            version = name[: -len(".json")]
+            # Complete, as floy_release means it: a record and its directory (the record
+            # is written first, so a release killed in between has only the record).
+            if name.endswith(".json") and os.path.isdir(os.path.join(releases_dir, version)):
+                data = read_json(os.path.join(records, name)) or {}
+                complete.append((str(data.get("installed_at", "")), version))
     result["releases"] = [version for _, version in sorted(complete)]
-    releases_dir = os.path.join(instance_dir, "releases")
     if os.path.isdir(releases_dir):
         result["incomplete"] = sorted(
             name for name in os.listdir(releases_dir)

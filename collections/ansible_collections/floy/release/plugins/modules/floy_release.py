@@ -693,17 +693,24 @@ class Release:
                 undo["displaced"] = displaced
             else:
                 remove_path(displaced)
+        # The record first, then the directory: killed in between, a record without its
+        # directory is simply not complete, and no releases/<version> is ever without one.
         try:
+            self.write_record(sha, url)
             os.rename(unpacked, self.release_dir)
         except OSError:
             if undo["displaced"]:
                 os.rename(undo["displaced"], self.release_dir)
+            if undo["old_record"] and undo["displaced"]:
+                with contextlib.suppress(OSError):
+                    write_json_atomic(self.record_path, undo["old_record"])
+            else:
+                remove_path(self.record_path)
             raise
         self.temp_paths.remove(unpacked)
         if undo["displaced"]:
             self.temp_paths.append(undo["displaced"])
         fsync_dir(self.releases_dir)
-        self.write_record_or_undo(sha, url, undo)
         return undo
 
     def write_record_or_undo(self, sha, url, undo):
