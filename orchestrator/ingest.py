@@ -62,9 +62,24 @@ class EventSink:
             self.flush()
 
     def flush(self) -> None:
-        """Write every pending update now, in one transaction."""
-        if self.pending:
-            batch, self.pending = self.pending, []
-            self.store.apply_updates(self.run_id, batch)
-            self.flushes += 1
+        """Write every pending update now, in one transaction. If the write fails (the
+        database restarting), the batch stays pending for the next flush: never lost."""
         self.last_flush = self.clock()
+        if self.pending:
+            batch = self.pending
+            self.store.apply_updates(self.run_id, batch)
+            del self.pending[: len(batch)]
+            self.flushes += 1
+
+    def flush_within(self, seconds: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Flush, retrying for up to ``seconds`` while the store fails (the end of a run:
+        the last updates must reach the store before the run is closed)."""
+        give_up = self.clock() + seconds
+        while True:
+            try:
+                self.flush()
+                return
+            except Exception:
+                if self.clock() >= give_up:
+                    raise
+                sleep(0.5)

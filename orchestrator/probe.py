@@ -29,6 +29,8 @@ from orchestrator.store import InstanceRecord
 from orchestrator.validation import validate_name
 
 PROBE_ACTION = "floy_probe"
+#: The error of an instance the probe run reported nothing about (the run died early).
+NO_PROBE_RESULT = "no probe result"
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def observe(events: Iterable[RunnerEvent], instance_ids: Sequence[str]) -> dict[
             prefix = "unreachable: " if kind == "runner_on_unreachable" else ""
             seen[host] = Observation(host, False, error=prefix + str(res.get("msg", "failed")))
     for instance_id in instance_ids:
-        seen.setdefault(instance_id, Observation(instance_id, False, error="no probe result"))
+        seen.setdefault(instance_id, Observation(instance_id, False, error=NO_PROBE_RESULT))
     return seen
 
 

@@ -187,7 +187,10 @@ class Store:
         is_sqlite = parsed.get_backend_name() == "sqlite"
         if is_sqlite and parsed.database and parsed.database != ":memory:":
             _prepare_sqlite_file(Path(parsed.database))
-        engine = sa.create_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+        # A server database may restart under us: test pooled connections before use, so
+        # the first statement after a restart does not fail on a dead connection.
+        engine = sa.create_engine(url, connect_args={"timeout": 30} if is_sqlite else {},
+                                  pool_pre_ping=not is_sqlite)
         if is_sqlite:
             _configure_sqlite(engine)
         store = cls(engine)

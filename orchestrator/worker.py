@@ -23,7 +23,7 @@ from orchestrator import rollbacks, runner
 from orchestrator.events import UNKNOWN_NOTE, FoldState, InstanceUpdate
 from orchestrator.ingest import EventSink
 from orchestrator.models import Status
-from orchestrator.probe import Observation, probe_instances
+from orchestrator.probe import NO_PROBE_RESULT, Observation, probe_instances
 from orchestrator.settings import Settings
 from orchestrator.store import InstanceRecord, RunInstanceRecord, RunRecord, Store
 from orchestrator.timefmt import utcnow
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 Execute = runner.Execute
 # How often the worker reads the store for a cancel request (runner asks every 0.2 s).
 CANCEL_CHECK_SECONDS = 0.25
+# How long the end of a run waits for the store to come back (a database restart) before
+# giving the run up to recovery.
+STORE_RETRY_SECONDS = 30.0
 
 
 @dataclass
@@ -136,7 +139,8 @@ class Worker:
         try:
             outcome = self.execute(plan, sink, should_cancel)
         finally:
-            sink.flush()
+            # A database restart during the run left updates pending: they go in first.
+            sink.flush_within(max(STORE_RETRY_SECONDS, self.settings.lease_seconds))
         if outcome.cancelled:
             reason = "worker lost its lease" if lease.lost.is_set() else "cancelled on request"
             return self._finalise_cancel(run, sink.state, ordered, reason), None
@@ -214,6 +218,8 @@ class Worker:
                      is Status.IN_PROGRESS]
         settle_in_flight(self.settings, self.store, run, in_flight, Status.CANCELLED,
                          f"{reason} while in progress")
+        if state.unknown:  # lost or killed mid-release before the cancel: probed too
+            self._settle_lost(run, set(state.unknown))
         self.store.set_run_status(run.run_id, Status.CANCELLED, error_message=reason,
                                   finished=True)
         return Status.CANCELLED
@@ -242,6 +248,12 @@ def probe_and_record(
     if not instances:
         return {}
     seen = probe_instances(settings, run.service, instances)
+    # A probe that produced no result for an instance at all (its ansible-playbook killed
+    # or crashed) is tried once more; an unreachable instance is not (it would only cost
+    # another connect timeout).
+    again = [i for i in instances if seen[i.instance_id].error == NO_PROBE_RESULT]
+    if again:
+        seen.update(probe_instances(settings, run.service, again))
     truths = {i: o.current_version for i, o in seen.items() if o.trusted}
     store.record_observations(truths, authoritative=True)
     return seen

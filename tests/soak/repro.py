@@ -264,6 +264,74 @@ def db_restart_loses_events() -> tuple[bool, str]:
         db.stop()
 
 
+def pending_instance_released_unseen() -> tuple[bool, str]:
+    """The worker dies before it stored the start of a release that then completes on the
+    host (soak seed 123234666, steps 1-3): recovery closes the instance "not started" (it
+    was still pending in the store) without probing it. SIGSTOP the worker as soon as its
+    ansible-playbook runs, let the release finish, then SIGKILL the worker."""
+    with lab() as here:
+        here.deploy("2.0.0", "r")
+        here.until("ansible-playbook", lambda: here.parts("ansible_playbook"))
+        worker = here.parts("worker")[0]
+        os.kill(worker.proc.pid, signal.SIGSTOP)
+        here.until("the release done on the host", lambda: os.readlink(
+            here.dir / "current") == "releases/2.0.0" and not here.parts("module"))
+        kill(worker)
+        status = here.env.wait("r")  # floy's read path: recovers the run
+        return here.record_matches_disk(), here.truth(status)
+
+
+def unknown_version_left_by_cancel() -> tuple[bool, str]:
+    """An instance whose module died after the switch ("its version is unknown until it is
+    probed") is probed only when the run ends normally: cancel the run while the next
+    instance releases, and nothing probes the first one."""
+    with lab(count=2) as here:
+        first, second = here.instances
+        url, sha = here.env.packages["2.0.0"]
+        here.env.service.execute_deployment(DeployParams(
+            service="hello", version="2.0.0", instances=(first, second), package_url=url.replace(
+                "/pkgs/", "/slow/2/pkgs/"), package_sha256=sha, deploy_id="r", retry_count=0,
+            timeout=30, batch_size="1", max_failures=1))
+        here.until(f"{first} switched",
+                   lambda: os.readlink(here.dir / "current") == "releases/2.0.0")
+        for part in here.parts("module"):
+            kill(part)
+        releases = here.env.root / "hello" / second / "releases"
+        here.until(f"{second} downloading", lambda: any(
+            n.startswith(".floy-pkg-") for n in os.listdir(releases)))
+        here.env.service.cancel_wait_seconds = 60
+        here.env.service.cancel_deployment("r")
+        status = here.env.service.get_deployment_status("r")
+        return here.record_matches_disk(), here.truth(status)
+
+
+def release_without_record() -> tuple[bool, str]:
+    """floy_release killed after it renamed the unpacked tree to releases/<v> and before its
+    record .floy/releases/<v>.json was in place (soak seed 123234666, step 3): a release
+    directory without its record stays behind. inotify sees the record's temp file being
+    created (the rename is done by then); SIGKILL follows at once."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    with lab() as here:
+        records = here.dir / ".floy" / "releases"
+        fd = libc.inotify_init()
+        libc.inotify_add_watch(fd, str(records).encode(), 0x100)  # IN_CREATE
+        here.deploy("2.0.0", "r")
+        here.until("the module", lambda: here.parts("module"))
+        module = here.parts("module")[0]
+        os.read(fd, 4096)  # the only file created there: the temp of 2.0.0.json
+        os.kill(module.proc.pid, signal.SIGKILL)
+        os.close(fd)
+        recorded = (records / "2.0.0.json").exists()
+        status = here.env.wait("r")
+        left = (here.dir / "releases" / "2.0.0").is_dir() and not (
+            records / "2.0.0.json").exists()
+        return not left, (f"{here.truth(status)}\n    killed with the record "
+                          f"{'in place' if recorded else 'not yet in place'}; left: "
+                          f"releases/2.0.0 {'without' if left else 'with'} its record")
+
+
 CASES = {
     "module-killed-after-switch": module_killed_after_switch,
     "playbook-killed-after-release": playbook_killed_after_release,
@@ -272,6 +340,9 @@ CASES = {
     "full-disk-during-switch-back": full_disk_during_switch_back,
     "full-disk-after-healthy-switch": full_disk_after_healthy_switch,
     "db-restart-loses-events": db_restart_loses_events,
+    "pending-instance-released-unseen": pending_instance_released_unseen,
+    "unknown-version-left-by-cancel": unknown_version_left_by_cancel,
+    "release-without-record": release_without_record,
 }
 
 

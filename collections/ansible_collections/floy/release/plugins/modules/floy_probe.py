@@ -71,6 +71,9 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.floy.release.plugins.module_utils.floy_orphans import (
+    stop_orphaned_restart,
+)
 
 
 def read_json(path):
@@ -99,6 +102,9 @@ def wait_for_release(instance_dir, limit=LOCK_WAIT):
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                # No release holds the instance: a restart command left by one that died
+                # is stopped now (while the lock keeps a new release from starting).
+                stop_orphaned_restart(instance_dir)
                 return round(time.monotonic() - started, 3)
             except OSError:
                 if time.monotonic() - started >= limit:

@@ -244,6 +244,11 @@ from ansible_collections.floy.release.plugins.module_utils.floy_download import 
     download,
     safe_url,
 )
+from ansible_collections.floy.release.plugins.module_utils.floy_orphans import (  # noqa: E402
+    clear_restart,
+    record_restart,
+    stop_orphaned_restart,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -427,6 +432,8 @@ class Release:
         self.records_dir = os.path.join(self.meta_dir, "releases")
         self.current_link = os.path.join(self.instance_dir, "current")
         self.state_path = os.path.join(self.meta_dir, "state.json")
+        # the temp prefix: a copy left by a killed release is removed under the next lock
+        self.old_state_path = os.path.join(self.meta_dir, TMP_PREFIX + "state-before.json")
         self.version = p["version"]
         self.release_dir = os.path.join(self.releases_dir, self.version)
         self.record_path = os.path.join(self.records_dir, self.version + ".json")
@@ -441,6 +448,7 @@ class Release:
         self.temp_paths = []
         self.lock_fd = None
         self.old_state = {}
+        self.state_written = False
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -598,7 +606,9 @@ class Release:
                         retryable=True,
                     ) from None
                 time.sleep(0.2)
-        # Under the lock, anything with the temp prefix is left over from a killed run.
+        # Under the lock: a restart command a killed release left running is stopped, and
+        # anything with the temp prefix is left over from a killed run.
+        stop_orphaned_restart(self.instance_dir)
         for directory in (self.releases_dir, self.instance_dir, self.records_dir, self.meta_dir):
             for name in os.listdir(directory):
                 if name.startswith(TMP_PREFIX):
@@ -797,6 +807,10 @@ class Release:
                 close_fds=True,
             )
         try:
+            # If this module dies while the command runs, the next release or probe on
+            # the instance stops what is left of its group (module_utils/floy_orphans).
+            with contextlib.suppress(OSError):
+                record_restart(self.meta_dir, proc.pid)
             rc = proc.wait(timeout=max(0.01, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             kill_group(proc)
@@ -806,6 +820,8 @@ class Release:
             # so nobody else would stop it.
             kill_group(proc)
             raise
+        finally:
+            clear_restart(self.meta_dir)
         if rc != 0:
             raise ReleaseError(
                 "restart command failed with exit status %d for %s (see %s)%s"
@@ -969,10 +985,14 @@ class Release:
                 self.switch_to(new_target)
                 self.changed = True
                 # state.json follows `current` at once, so that a module killed before
-                # its health check leaves the two agreeing (the final write follows). A
-                # full disk must not fail the switch itself: the final write reports it.
+                # its health check leaves the two agreeing (the final write follows). The
+                # old state.json is kept as a hard link, so switching back restores it by
+                # a rename, which a full disk cannot refuse. A full disk must not fail the
+                # switch itself: the final write reports it.
+                self.keep_old_state()
                 with contextlib.suppress(OSError):
                     self.write_state(old_version)
+                    self.state_written = True
         except (OSError, ReleaseError) as exc:
             self.undo_install(undo)
             raise ReleaseError("switch failed: %s" % getattr(exc, "msg", exc)) from None
@@ -1003,7 +1023,18 @@ class Release:
 
         if old_version != self.version:
             self.previous_version = old_version
-        self.write_state(self.previous_version)
+        try:
+            self.write_state(self.previous_version)
+        except OSError as exc:
+            if not self.state_written:
+                # state.json would name the old release while `current` is the new one:
+                # switch back rather than leave the two disagreeing.
+                back = old_target if old_version != self.version else new_target
+                raise ReleaseError(self.recover(
+                    back, old_version, undo, "cannot record the release: %s" % exc.strerror
+                )) from None
+            # it already names this release (written right after the switch)
+        remove_path(self.old_state_path)
         if undo is not None and undo["displaced"]:
             remove_path(undo["displaced"])
         self.enter("prune")
@@ -1032,12 +1063,21 @@ class Release:
             },
         )
 
+    def keep_old_state(self):
+        """Keep the current state.json under another name (a hard link: no new space)."""
+        remove_path(self.old_state_path)
+        with contextlib.suppress(FileNotFoundError):
+            os.link(self.state_path, self.old_state_path)
+
     def restore_state(self):
-        """After switching back: state.json as it was before this release."""
-        if self.old_state:
+        """After switching back: state.json as it was before this release (a rename)."""
+        if os.path.exists(self.old_state_path):
+            os.replace(self.old_state_path, self.state_path)
+        elif self.old_state:
             write_json_atomic(self.state_path, self.old_state)
         else:
             remove_path(self.state_path)
+        fsync_dir(self.meta_dir)
 
     def run_same_version(self, state):
         """``current`` already is this complete version: check health, restart if needed."""
