@@ -27,8 +27,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
+# Everything but the chaos soak on two workers, then the soak tier alone (its faults and
+# timings are its own, and it never competes with the other tiers for the two cores).
 test: $(STAMP) lint typecheck
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not soak"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m soak tests/soak
 
 # The chaos soak alone, longer (FLOY_SOAK_SEED=N replays a run's choices).
 FLOY_SOAK_SECONDS ?= 600

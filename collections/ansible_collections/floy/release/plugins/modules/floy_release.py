@@ -23,7 +23,10 @@ description:
   - Host layout, under I(instance_dir) -
     C(releases/<version>/), C(current -> releases/<version>), C(shared/),
     C(.floy/state.json) and C(.floy/releases/<version>.json) (the record that
-    a release directory is complete).
+    a release directory is complete, written before the directory is renamed in).
+  - While the restart command runs, its process group is recorded in
+    C(.floy/restart-running.json); if this module is killed, the next release or probe
+    of the instance stops what is left of it.
   - Only the Python standard library is needed on the target.
 version_added: "0.1.0"
 author: floy contributors
@@ -982,26 +985,33 @@ class Release:
         new_target = "releases/" + self.version
         try:
             if old_version != self.version:
+                self.keep_old_state()
                 self.switch_to(new_target)
                 self.changed = True
-                # state.json follows `current` at once, so that a module killed before
-                # its health check leaves the two agreeing (the final write follows). The
-                # old state.json is kept as a hard link, so switching back restores it by
-                # a rename, which a full disk cannot refuse. A full disk must not fail the
-                # switch itself: the final write reports it.
-                self.keep_old_state()
-                with contextlib.suppress(OSError):
-                    self.write_state(old_version)
-                    self.state_written = True
         except (OSError, ReleaseError) as exc:
+            why = "switch failed: %s" % getattr(exc, "msg", exc)
+            if old_version != self.version and self.read_current()[0] == new_target:
+                # It switched before the error (a cancel landing just after the rename):
+                # go back like any failure after the switch.
+                raise ReleaseError(self.recover(old_target, old_version, undo, why)) from None
             self.undo_install(undo)
-            raise ReleaseError("switch failed: %s" % getattr(exc, "msg", exc)) from None
+            raise ReleaseError(why) from None
 
         why = None
         retryable = True
         timeout = None
         try:
             self.changed = True
+            if old_version != self.version:
+                # state.json follows `current` at once, so that a module killed before its
+                # health check leaves the two agreeing (the final write follows). The old
+                # state.json was kept as a hard link, so switching back restores it by a
+                # rename, which a full disk cannot refuse. Inside this try: a cancel that
+                # lands here switches back like one during the restart. A full disk must
+                # not fail the release here: the final write reports it.
+                with contextlib.suppress(OSError):
+                    self.write_state(old_version)
+                    self.state_written = True
             problem = self.restart_and_check()
             if problem:
                 if self.remaining() <= 0:
