@@ -158,3 +158,27 @@ def test_package_url_host_allow_list(floy_env: FloyEnv) -> None:
             deploy_id="f-allow"))
     assert err.value.field == "package_url"
     assert floy_env.store.counts() == before
+
+
+def test_a_failed_restart_leaves_nothing_of_its_group(floy_env: FloyEnv,
+                                                       package_server: PackageServer,
+                                                       tmp_path: Path) -> None:
+    """A restart command that starts something in the background and then fails (or is
+    killed, as the chaos soak does): what it started goes with it, the old release
+    serves. (Found by the soak: a hanging child outlived its killed restart command.)"""
+    ids = on_v1(floy_env, 1)
+    script = b"#!/bin/sh\n(sleep 3600 &)\necho starting >&2\nexit 3\n"
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        info = tarfile.TarInfo("bin/restart")
+        info.size, info.mode = len(script), 0o755
+        tar.addfile(info, io.BytesIO(script))
+    name = f"hello-2.0.0-bgfail-{os.getpid()}.tar.gz"
+    (package_server.directory / name).write_bytes(raw.getvalue())
+    status = floy_env.deploy("2.0.0", ids, "f-bgfail", url=package_server.url(name),
+                             package_sha256="", retry_count=0)
+    inst = status.instances[0]
+    assert inst.status is Status.FAILED
+    assert "exit status 3" in inst.error_message, inst.error_message
+    assert floy_env.leftovers() == [], "the restart command's background child survived"
+    assert_clean(floy_env, ids[0])

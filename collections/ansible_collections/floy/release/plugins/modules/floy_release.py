@@ -826,6 +826,9 @@ class Release:
         finally:
             clear_restart(self.meta_dir)
         if rc != 0:
+            # A failed (or killed) restart command may have left children in its group
+            # (what it was starting): this release is going back, so nothing of it stays.
+            kill_group(proc)
             raise ReleaseError(
                 "restart command failed with exit status %d for %s (see %s)%s"
                 % (rc, version, log_path, log_tail(log_path)),
