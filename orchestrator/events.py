@@ -145,6 +145,21 @@ _SSH_TELLING = re.compile(
 
 #: Appended to an instance's error when what it runs is not known until a probe says.
 UNKNOWN_NOTE = "its version is unknown until it is probed"
+
+
+def with_unknown_note(message: str) -> str:
+    """``message`` marked: what the instance runs is unknown until a probe says."""
+    return f"{message}; {UNKNOWN_NOTE}"
+
+
+def has_unknown_note(message: str) -> bool:
+    """Whether ``message`` carries the mark of :func:`with_unknown_note`."""
+    return message.endswith(UNKNOWN_NOTE)
+
+
+def without_unknown_note(message: str) -> str:
+    """``message`` without that mark (a probe has settled it)."""
+    return message.removesuffix(f"; {UNKNOWN_NOTE}")
 # OpenSSH's own words when no session was ever set up: the module cannot have run.
 _NEVER_CONNECTED = (
     "ssh: connect to host",
@@ -243,7 +258,7 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
             host,
             status=Status.FAILED,
             phase="connect",
-            error_message=f"{reason}; {UNKNOWN_NOTE}" if lost else reason,
+            error_message=with_unknown_note(reason) if lost else reason,
             completed_at=at,
             version_unknown=lost,
         )
@@ -255,7 +270,7 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
         # module itself dying (killed, crashed): it may have switched before it died.
         died = release_task and "phase" not in res
         if died:
-            message += f"; {UNKNOWN_NOTE}"
+            message = with_unknown_note(message)
         update = InstanceUpdate(
             host,
             status=Status.FAILED,

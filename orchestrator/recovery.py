@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from orchestrator.events import UNKNOWN_NOTE, InstanceUpdate
+from orchestrator.events import InstanceUpdate, has_unknown_note, without_unknown_note
 from orchestrator.models import Status
 from orchestrator.runner import run_processes, wait_for_run_processes
 from orchestrator.settings import Settings
@@ -117,7 +117,7 @@ def settle_members(
     unknown = [m for m in members
                if m.status is Status.IN_PROGRESS
                or (m.status is Status.PENDING and started)
-               or (m.status is Status.FAILED and m.error_message.endswith(UNKNOWN_NOTE))]
+               or (m.status is Status.FAILED and has_unknown_note(m.error_message))]
     records = store.get_instances(m.instance_id for m in unknown)
     seen = probe_and_record(settings, store, run,
                             [records[m.instance_id] for m in unknown if m.instance_id in records])
@@ -138,6 +138,6 @@ def settle_members(
             updates.append(settled(m.instance_id, obs, Status.FAILED, reason))
         elif obs is not None:  # failed, version unknown: keep its message and its end
             updates.append(settled(m.instance_id, obs, Status.FAILED,
-                                   m.error_message.removesuffix(f"; {UNKNOWN_NOTE}"),
+                                   without_unknown_note(m.error_message),
                                    finish=False))
     return updates

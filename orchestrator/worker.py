@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 from orchestrator import plan as planning
 from orchestrator import rollbacks, runner
-from orchestrator.events import UNKNOWN_NOTE, FoldState, InstanceUpdate
+from orchestrator.events import (
+    FoldState,
+    InstanceUpdate,
+    with_unknown_note,
+    without_unknown_note,
+)
 from orchestrator.ingest import EventSink
 from orchestrator.models import Status
 from orchestrator.probe import NO_PROBE_RESULT, Observation, probe_instances
@@ -166,7 +171,7 @@ class Worker:
             # ansible-playbook ended (or was killed) while these ran: their module may have
             # switched, so they are probed like the instances lost mid-release.
             self.store.finish_members(run.run_id, Status.FAILED,
-                                      f"no result reported: {ended}; {UNKNOWN_NOTE}",
+                                      with_unknown_note(f"no result reported: {ended}"),
                                       [Status.IN_PROGRESS])
             lost |= {i for i, s in state.statuses.items() if s is Status.IN_PROGRESS}
         if lost:
@@ -198,7 +203,7 @@ class Worker:
         unreachable, their version stays unknown. Their recorded end stays as it was."""
         records = list(self.store.get_instances(sorted(lost)).values())
         members = (self.store.get_run_with_members(run.run_id) or (run, []))[1]
-        reasons = {m.instance_id: m.error_message.removesuffix(f"; {UNKNOWN_NOTE}")
+        reasons = {m.instance_id: without_unknown_note(m.error_message)
                    for m in members}
         settle_in_flight(self.settings, self.store, run, records, Status.FAILED,
                          "no result reported", reasons, finish=False)

@@ -450,7 +450,6 @@ class Release:
         self.previous_version = ""
         self.temp_paths = []
         self.lock_fd = None
-        self.old_state = {}
         self.state_written = False
 
     # -- bookkeeping -----------------------------------------------------------------
@@ -937,7 +936,6 @@ class Release:
         self.validate()
         self.prepare_dirs()
         state = read_json(self.state_path) or {}
-        self.old_state = dict(state)
         old_target, old_version = self.read_current()
         self.current_version = old_version
         self.previous_version = state.get("previous_version", "") or ""
@@ -1086,9 +1084,7 @@ class Release:
         """After switching back: state.json as it was before this release (a rename)."""
         if os.path.exists(self.old_state_path):
             os.replace(self.old_state_path, self.state_path)
-        elif self.old_state:
-            write_json_atomic(self.state_path, self.old_state)
-        else:
+        elif self.state_written:  # there was none before this release wrote one
             remove_path(self.state_path)
         fsync_dir(self.meta_dir)
 
