@@ -427,10 +427,10 @@ def instances_add(c: Context, instance_id: str, service: str, host: str, port: i
               help="Host variable holding the service port.")
 @click.option("--meta-var", multiple=True, help="Host variable to keep as metadata (repeat).")
 @click.option("--replace", is_flag=True, help="Update instances that are already registered.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True, max=3600), default=30.0,
+@click.option("--timeout", type=float, default=30.0,
               show_default=True,
               help="Seconds allowed for ansible-inventory to read the inventory (scripts and "
-                   "plugins included).")
+                   "plugins included), above 0 and at most 3600.")
 @pass_ctx
 def instances_import(c: Context, inventory: str, service: str, group: str, port_var: str,
                      meta_var: tuple[str, ...], replace: bool, timeout: float) -> None:

@@ -26,6 +26,7 @@ from orchestrator.validation import validate_instance_spec, validate_port
 
 #: Seconds ansible-inventory may take by default (``floy instances import --timeout``).
 DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 3600.0
 
 
 def _ansible_inventory() -> str:
@@ -129,6 +130,11 @@ def read_inventory_group(
     returned. A slow inventory (more than ``timeout`` seconds) or unreadable output is a
     ConfigError naming the inventory.
     """
+    # Checked here, not only by the CLI's option type: NaN passes every range comparison.
+    if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+            or not 0 < timeout <= MAX_TIMEOUT):
+        raise ValidationError("timeout", f"must be a number of seconds above 0 and at most "
+                                         f"{MAX_TIMEOUT:g}, got {timeout!r}")
     if not inventory.exists():
         raise ValidationError("inventory", f"{inventory} does not exist")
     listing = _list_inventory(program or _ansible_inventory(), inventory, timeout)

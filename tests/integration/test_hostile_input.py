@@ -150,6 +150,20 @@ def test_import_of_a_hanging_inventory_script_times_out(home: Home) -> None:
     assert home.store.counts()["instances"] == 0
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "3601", "nan", "soon"])
+def test_import_refuses_a_bad_timeout(home: Home, value: str) -> None:
+    """The import's own --timeout: one error naming the option, exit 2, nothing run."""
+    script = home.tmp / "never-run.sh"
+    marker = home.tmp / "ran"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\necho '{{}}'\n")
+    script.chmod(0o755)
+    proc = home.floy("instances", "import", str(script), "--service", "web", "--timeout", value)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "timeout" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not marker.exists(), "the inventory was read"
+    assert home.store.counts()["instances"] == 0
+
+
 def _cmdline_has(pid: str, path: Path) -> bool:
     try:
         return str(path).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -206,3 +206,23 @@ def test_module_applies_the_policy_to_a_url_recorded_on_the_host(
     assert "is not in the allowed package hosts" in proc.stdout, proc.stdout
     assert "recorded on the host" in proc.stdout, proc.stdout
     assert floy_env.current(ids[0]) == "1.0.0"
+
+
+@pytest.mark.parametrize("option", ["max_unpacked_bytes", "max_archive_entries"])
+def test_module_refuses_a_cap_below_one(floy_env: FloyEnv, packages: dict[str, tuple[str, str]],
+                                        option: str) -> None:
+    """The new caps are input too: 0 is refused before anything is fetched or touched."""
+    ids = on_v1(floy_env, 1)
+    url, _ = packages["2.0.0"]
+    args = {"instance_dir": str(floy_env.root / "hello" / ids[0]), "service": "hello",
+            "instance_id": ids[0], "version": "2.0.0", "package_url": url, option: 0}
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
+           "ANSIBLE_LOCALHOST_WARNING": "false"}
+    proc = subprocess.run(
+        ["ansible", "localhost", "-c", "local", "-m", "floy.release.floy_release",
+         "-a", json.dumps(args)],
+        capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "invalid max_unpacked_bytes or max_archive_entries" in proc.stdout, proc.stdout
+    assert '"downloaded": false' in proc.stdout, proc.stdout
+    assert floy_env.current(ids[0]) == "1.0.0"
