@@ -157,6 +157,34 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
 )
 
 
+def is_current(conn: Connection) -> bool:
+    """Whether the schema is at this floy's version (then no write is needed to open it).
+
+    Raises as :func:`migrate` does for a damaged or newer database.
+    """
+    if not sa.inspect(conn).has_table(schema_version.name):
+        return False
+    row = conn.execute(sa.select(schema_version.c.version).where(schema_version.c.id == 1))
+    current = row.scalar_one_or_none()
+    if current is None:
+        return False
+    _check_version(current)
+    if current > 0:
+        _check_tables(conn, current)
+    return bool(current == len(MIGRATIONS))
+
+
+def _check_version(current: object) -> None:
+    # SQLite keeps whatever was written into an INTEGER column: 'abc' comes back a string.
+    if isinstance(current, bool) or not isinstance(current, int) or current < 0:
+        raise StoreDataError(schema_version.name, f"{current!r} is not a schema version number",
+                             column="version")
+    if current > len(MIGRATIONS):
+        raise ConfigError(
+            f"database schema version {current} is newer than this floy ({len(MIGRATIONS)})"
+        )
+
+
 def migrate(conn: Connection) -> int:
     """Bring the schema up to date; returns the resulting version.
 
@@ -169,14 +197,7 @@ def migrate(conn: Connection) -> int:
     if current is None:
         conn.execute(schema_version.insert().values(id=1, version=0))
         current = 0
-    # SQLite keeps whatever was written into an INTEGER column: 'abc' comes back a string.
-    if isinstance(current, bool) or not isinstance(current, int) or current < 0:
-        raise StoreDataError(schema_version.name, f"{current!r} is not a schema version number",
-                             column="version")
-    if current > len(MIGRATIONS):
-        raise ConfigError(
-            f"database schema version {current} is newer than this floy ({len(MIGRATIONS)})"
-        )
+    _check_version(current)
     if current > 0:
         _check_tables(conn, current)
     for number, step in enumerate(MIGRATIONS[current:], start=current + 1):

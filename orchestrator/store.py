@@ -197,8 +197,14 @@ class Store:
         where = ((parsed.database or ":memory:") if is_sqlite
                  else parsed.render_as_string(hide_password=True))
         try:
-            with store.write() as conn:
-                t.migrate(conn)
+            # Opening an up-to-date database only reads: many processes opening it at once
+            # (readers, the CLI) never queue for the write lock a running worker's lease
+            # renewal needs.
+            with store.read() as conn:
+                current = t.is_current(conn)
+            if not current:
+                with store.write() as conn:
+                    t.migrate(conn)
         except sa.exc.DatabaseError as exc:  # unreadable, read-only, or not a database at all
             engine.dispose()
             raise ConfigError(f"cannot open the database {where}: {exc.orig}") from None
