@@ -18,8 +18,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m sample.demo
 
+# ruff, then the layer contracts of pyproject.toml (DESIGN.md section 7) with import-linter.
 lint: $(STAMP)
 	$(BIN)/ruff check orchestrator sample tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -9,8 +9,8 @@ with its operator inventory, and ``count`` registered local instances.
   orchestrator *and* the ansible-playbook it runs (the CLI's worker is a detached grandchild
   nobody waits for, so its CPU could not be counted).
 - :meth:`Fleet.bare_command`: plain ``ansible-playbook`` with exactly what floy hands to
-  ansible-runner: the inventory and extra vars baked by ``orchestrator.plan`` and written by
-  ``orchestrator.runner.materialise``, the same forks and environment.
+  ansible-runner: the inventory and extra vars baked by ``orchestrator.ansible.plan`` and written by
+  ``orchestrator.ansible.runner.materialise``, the same forks and environment.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from _measure import REPO, VENV_BIN
 
 sys.path.insert(0, str(REPO))
 
-from orchestrator import plan as planning
+from orchestrator.ansible import plan as planning
+from orchestrator.ansible.runner import materialise
+from orchestrator.domain.records import RunRecord
+from orchestrator.domain.request import RunRequest
 from orchestrator.models import Status
-from orchestrator.runner import materialise
 from orchestrator.settings import Settings
-from orchestrator.store import RunRecord
 from orchestrator.timefmt import utcnow
 from sample.packages import build_hello_package, sha256_file, stop_apps
 from sample.pkgserver import PackageServer, make_pki
@@ -97,10 +98,9 @@ class Fleet:
         run = RunRecord(
             run_id=label, kind="deploy", service=SERVICE, version=version,
             status=Status.PENDING, created_by="bench", created_at=now, updated_at=now,
-            params={"package_url": url, "package_sha256": sha, "timeout": 300,
-                    "retry_count": 3, "batch_size": batch_size, "max_failures": 0},
+            request=RunRequest(tuple(self.ids), url, sha, batch_size=batch_size),
         )
-        instances = self.env.store.get_instances(self.ids)
+        instances = self.env.store.instances.get(self.ids)
         plan = planning.bake(settings, run, [instances[i] for i in self.ids],
                              planning.deploy_extravars(run, settings))
         inventory_dir, vars_file = materialise(plan)

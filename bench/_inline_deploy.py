@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.executor import InlineExecutor
+from orchestrator.engine.executors import InlineExecutor
 from orchestrator.models import DeployParams, Status
 from orchestrator.service import new_deploy_service
 from orchestrator.settings import load_settings
@@ -39,7 +39,7 @@ def main() -> int:
     store = Store.open(settings.db_url)
     service = new_deploy_service(logging.getLogger("bench"), InlineExecutor(settings, store),
                                  store, settings)
-    ids = tuple(r.instance_id for r in store.service_instances(args.service))
+    ids = tuple(r.instance_id for r in store.instances.of_service(args.service))
     service.execute_deployment(DeployParams(
         service=args.service, version=args.version, instances=ids, package_url=args.url,
         package_sha256=args.sha256, deploy_id=args.deploy_id, batch_size=args.batch_size))

@@ -1,6 +1,6 @@
 """Fill a store fast with recorded instances and a finished deployment (for read benchmarks).
 
-Instances go in with one ``executemany`` per 10,000 rows on ``orchestrator.schema``'s table;
+Instances go in with one ``executemany`` per 10,000 rows on ``orchestrator.store.schema``'s table;
 the deployment through ``Store.create_run``, as the service records it.
 """
 
@@ -14,9 +14,10 @@ from _measure import REPO
 
 sys.path.insert(0, str(REPO))
 
-from orchestrator import schema as t
+from orchestrator.domain.records import RunInstanceRecord, RunRecord
 from orchestrator.models import Status
-from orchestrator.store import RunInstanceRecord, RunRecord, Store
+from orchestrator.store import Store
+from orchestrator.store import schema as t
 from orchestrator.timefmt import format_time, utcnow
 
 DEPLOY_ID = "deploy-web-2.0.0"
@@ -58,6 +59,6 @@ def record_deployment(store: Store, count: int, fail_every: int = 97) -> None:
             previous_version="1.9.0", current_version="1.9.0" if failed else "2.0.0",
             attempts=1, started_at=now, completed_at=now,
             error_message="health check failed: switched back to 1.9.0" if failed else ""))
-    store.create_run(run, members)
+    store.runs.create(run, members)
     outcome = Status.FAILED if fail_every else Status.COMPLETED
-    store.set_run_status(DEPLOY_ID, outcome, error_message="", finished=True)
+    store.runs.set_status(DEPLOY_ID, outcome, error_message="", finished=True)

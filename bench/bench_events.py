@@ -6,7 +6,7 @@ cover ``--instances`` instances per run and counters renumbered, as a stream of 
 that many instances, through
 
 - **gen**: the replay generator alone (its cost is inside the two figures below);
-- **fold**: ``orchestrator.events.fold_event``;
+- **fold**: ``orchestrator.domain.events.fold_event``;
 - **fold+store**: the fold and ``Store.apply_updates`` of the updates it emits, on a real
   SQLite file, exactly as the worker's event handler does (recording and closing each run
   is outside the timed part).
@@ -37,10 +37,11 @@ from _measure import REPO, banner, current_rss_mib, peak_rss_mib
 
 sys.path.insert(0, str(REPO))
 
-from orchestrator.events import FoldState, fold_event
-from orchestrator.ingest import EventSink
+from orchestrator.domain.events import FoldState, fold_event
+from orchestrator.domain.records import RunInstanceRecord, RunRecord
+from orchestrator.engine.ingest import EventSink
 from orchestrator.models import InstanceSpec, Status
-from orchestrator.store import RunInstanceRecord, RunRecord, Store
+from orchestrator.store import Store
 from orchestrator.timefmt import utcnow
 
 FIXTURES = REPO / "tests" / "fixtures" / "events"
@@ -112,7 +113,7 @@ def consume(mode: str, total: int, instances: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="floy-bench-events-"))
     if mode == "store":
         store = Store.open(f"sqlite:///{tmp / 'floy.db'}")
-        store.add_instances([InstanceSpec(i, SERVICE, "127.0.0.1", 9000, {}) for i in ids])
+        store.instances.add([InstanceSpec(i, SERVICE, "127.0.0.1", 9000, {}) for i in ids])
     state = FoldState.start(ids)
     sink: EventSink | None = None
     current = ""
@@ -126,14 +127,14 @@ def consume(mode: str, total: int, instances: int) -> dict[str, Any]:
             busy += time.perf_counter() - began
             if store is not None:
                 if current:
-                    store.set_run_status(current, Status.COMPLETED, finished=True)
+                    store.runs.set_status(current, Status.COMPLETED, finished=True)
                 now = utcnow()
-                store.create_run(RunRecord(run_id, "deploy", SERVICE, "1.0.0",
+                store.runs.create(RunRecord(run_id, "deploy", SERVICE, "1.0.0",
                                            Status.IN_PROGRESS, {}, "bench", now, now),
                                  _members(run_id, ids))
             state = FoldState.start(ids)
             if store is not None:  # the worker's own ingestion: fold + batched writes
-                sink = EventSink(store, run_id, state)
+                sink = EventSink(store.runs, run_id, state)
             current = run_id
             began = time.perf_counter()
         if sink is not None:

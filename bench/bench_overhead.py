@@ -6,7 +6,7 @@ For each fleet size N (``--sizes``, default 20 and 50) the same playbook
 - **floy**: the service with the inline executor in a child process (worker, ansible-runner,
   event fold, store writes), ``execute_deployment`` to the end;
 - **bare**: ``ansible-playbook -i <inventory> -e @<vars> --forks N deploy.yml`` with the
-  inventory and vars baked by ``orchestrator.plan`` exactly as floy hands them to runner.
+  inventory and vars baked by ``orchestrator.ansible.plan`` exactly as floy hands them to runner.
 
 All instances are one batch (serial = N) and forks = N, so what differs is the orchestration.
 The two variants alternate (and swap order every repetition), and every run deploys a new

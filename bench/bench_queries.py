@@ -1,6 +1,6 @@
 """Query latency at scale: ``bench_queries.py [--deployment 10000] [--service 100000]``.
 
-Fills a real SQLite store (bulk inserts on the tables of ``orchestrator.schema``, and
+Fills a real SQLite store (bulk inserts on the tables of ``orchestrator.store.schema``, and
 ``Store.create_run`` for the deployment) with a finished deployment of ``--deployment``
 instances (service ``web``) and a service ``big`` of ``--service`` instances, builds the
 service with ``new_deploy_service`` and an executor that refuses to run anything, and times

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fleet import Fleet, start_fleet, version_of
 from _measure import Measured, banner, run_measured, venv_path_env
 
-from orchestrator.plan import batch_sizes
+from orchestrator.ansible.plan import batch_sizes
 
 
 def deploy(fleet: Fleet, version: str, run_id: str, batch: str,

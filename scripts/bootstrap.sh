@@ -13,7 +13,8 @@ command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 # A real sshd on loopback for the SSH test tier (tests/integration/test_ssh.py); ssh-keygen
 # and the ssh client come with it (openssh-client).
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
-# A private PostgreSQL cluster for the shared-store tier (tests/integration/test_store_pg.py);
+# A private PostgreSQL cluster for the shared-store tier (tests/integration/test_store_pg.py,
+# and the store contract on both backends, tests/integration/test_store_contract.py);
 # runuser (util-linux) starts it as the postgres user.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 # Network namespaces, veth pairs and tc for the network-fault tier

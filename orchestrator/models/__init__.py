@@ -7,7 +7,7 @@ types only (a bool is not an int, arrays are lists or tuples, metadata is a
 ``dict[str, str]``) and raises :class:`~orchestrator.errors.ValidationError`
 naming the offending field by its path (``progress.total``,
 ``instances[2].instance_id``). Semantic checks (names, URLs, ranges) live in
-:mod:`orchestrator.validation`.
+:mod:`orchestrator.domain.validation`.
 
 Conventions:
 

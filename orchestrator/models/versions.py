@@ -203,7 +203,7 @@ class InstanceSpec:
     """An instance to register: where it is and free-form string ``metadata``.
 
     ``metadata`` is a plain ``dict[str, str]``; it never carries connection
-    variables (see :func:`orchestrator.validation.validate_metadata`).
+    variables (see :func:`orchestrator.domain.validation.validate_metadata`).
     """
 
     instance_id: str

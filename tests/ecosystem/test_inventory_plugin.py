@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.store import InstanceSpec, Store
+from orchestrator.models import InstanceSpec
+from orchestrator.store import Store
 from tests.ecosystem._paths import VENV_BIN, tool_env
 
 pytestmark = pytest.mark.integration
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 def _register(db: Path, marker: Path) -> str:
     url = f"sqlite:///{db}"
     store = Store.open(url)
-    store.add_instances([
+    store.instances.add([
         InstanceSpec("hello-1", "hello", "127.0.0.1", 8081,
                      {"rack": "r1", "note": f"{{{{ lookup('pipe', 'touch {marker}') }}}}"}),
         InstanceSpec("hello-2", "hello", "127.0.0.2", 8082),

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.store import InstanceSpec, Store
+from orchestrator.models import InstanceSpec
+from orchestrator.store import Store
 from sample.packages import free_port, stop_apps
 from sample.pkgserver import PackageServer
 from tests.ecosystem._paths import PLAYBOOKS, REPO, VENV_BIN
@@ -120,7 +121,7 @@ def test_deploy_rollback_probe_with_plain_ansible_playbook(
 
 def test_inventory_plugin_without_floy(plain_venv: Path, tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'floy.db'}")
-    store.add_instances([InstanceSpec("hello-1", "hello", "127.0.0.1", 8081, {"rack": "r1"})])
+    store.instances.add([InstanceSpec("hello-1", "hello", "127.0.0.1", 8081, {"rack": "r1"})])
     source = tmp_path / "registry.floy.yml"
     source.write_text(f"plugin: floy.release.floy\ndb_url: sqlite:///{tmp_path / 'floy.db'}\n")
     env = {**_env(plain_venv, tmp_path), "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg")}

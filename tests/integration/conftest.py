@@ -1,164 +1,36 @@
-"""A floy installation in a temporary directory, over the session's real package server."""
+"""Integration fixtures: a floy installation (:mod:`tests.helpers.floyenv`) over the
+session's real package server, and a private PostgreSQL server (:mod:`tests.integration.pg`)
+for the shared-store tests."""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import sys
-import urllib.request
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from orchestrator.executor import InlineExecutor, ProcessExecutor
-from orchestrator.models import DeployParams, DeployStatus, InstanceSpec
-from orchestrator.service import FloyDeployService, new_deploy_service
-from orchestrator.settings import REPO_ROOT, Settings, load_settings
-from orchestrator.store import Store
-from sample.packages import free_port, stop_apps
+from sample.packages import stop_apps
+from tests.helpers.floyenv import SERVICE, FloyEnv, make_env, write_inventory
+from tests.integration.pg import Postgres
 
-SERVICE = "hello"
+__all__ = ["SERVICE", "FloyEnv", "make_env", "write_inventory"]
 
 
-@dataclass
-class FloyEnv:
-    """One floy installation: settings, store, service and the instances it registered."""
-
-    home: Path
-    root: Path
-    settings: Settings
-    store: Store
-    service: FloyDeployService
-    packages: dict[str, tuple[str, str]]
-    ports: dict[str, int] = field(default_factory=dict)
-
-    def register(self, count: int, service: str = SERVICE, prefix: str = "") -> list[str]:
-        """Register ``count`` local instances with free ports; returns their IDs."""
-        ids = []
-        for n in range(1, count + 1):
-            instance_id = f"{prefix or service}-{n}"
-            port = free_port()
-            self.store.add_instances(
-                [InstanceSpec(instance_id, service, "127.0.0.1", port, {"zone": "test"})]
-            )
-            self.ports[instance_id] = port
-            ids.append(instance_id)
-        return ids
-
-    def deploy(self, package: str, instances: Sequence[str], deploy_id: str,
-               version: str | None = None, **extra: object) -> DeployStatus:
-        """Deploy a package by its fixture name and return the final status (inline)."""
-        url, sha = self.packages[package]
-        options = {"package_sha256": sha, **extra}
-        params = DeployParams(
-            service=SERVICE, version=version or package.split("-")[0],
-            instances=tuple(instances), package_url=str(options.pop("url", url)),
-            deploy_id=deploy_id, **options,  # type: ignore[arg-type]
-        )
-        self.service.execute_deployment(params)
-        return self.service.get_deployment_status(deploy_id)
-
-    def wait(self, run_id: str, timeout: float = 120.0) -> DeployStatus:
-        """Poll until the run has ended (for detached workers)."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.service.get_deployment_status(run_id)
-            if status.status.is_terminal and status.finished_at is not None:
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{run_id} still {status.status.value} after {timeout} s")
-            time.sleep(0.1)
-
-    def wait_in_flight(self, run_id: str, timeout: float = 60.0) -> DeployStatus:
-        """Poll until some instance of the run is in progress."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.service.get_deployment_status(run_id)
-            if any(i.status.value == "in_progress" for i in status.instances):
-                return status
-            time.sleep(0.1)
-        raise AssertionError(f"no instance of {run_id} went in progress")
-
-    def leftovers(self, run_id: str | None = None) -> list[str]:
-        """Live processes of this installation's releases (not its apps): ansible-playbook
-        and forks of ``run_id``, modules, restart commands. Matched by this installation's
-        own paths, so tests running side by side never see each other's processes."""
-        needles = [f"FLOY_INSTANCE_DIR={self.root}".encode()]
-        if run_id:
-            needles.append(f"FLOY_RUN_ID={run_id}".encode())
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
-                continue
-            try:
-                proc = Path("/proc") / entry
-                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-                environ = (proc / "environ").read_bytes().split(b"\0")
-                state = (proc / "stat").read_text().rpartition(")")[2].split()[0]
-            except (OSError, IndexError):
-                continue
-            if state == "Z" or b"app.py" in cmd:
-                continue
-            mine = any(e.startswith(n) for e in environ for n in needles)
-            if mine or (run_id and str(self.settings.runs_dir / run_id).encode() in cmd):
-                found.append(f"{entry}: {cmd.decode(errors='replace')[:160]}")
-        return found
-
-    def current(self, instance_id: str, service: str = SERVICE) -> str | None:
-        """The release ``current`` points at on disk, or None."""
-        link = self.root / service / instance_id / "current"
-        if not link.is_symlink():
-            return None
-        return Path(os.readlink(link)).name
-
-    def answers(self, instance_id: str) -> str | None:
-        """The version the instance's app answers with over HTTP, or None."""
-        try:
-            url = f"http://127.0.0.1:{self.ports[instance_id]}/health"
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                return str(json.loads(resp.read())["version"])
-        except OSError:
-            return None
-
-
-def write_inventory(directory: Path, root: Path) -> Path:
-    """Operator inventory for local instances under ``root`` (short waits for tests)."""
-    group_vars = directory / "group_vars"
-    group_vars.mkdir(parents=True)
-    (group_vars / "all.yml").write_text(yaml.safe_dump({
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "floy_root": str(root),
-        "floy_retry_delay": 0,
-    }))
-    hello = yaml.safe_load((REPO_ROOT / "inventories/local/group_vars/hello.yml").read_text())
-    hello["floy_health_timeout"] = 5
-    (group_vars / "hello.yml").write_text(yaml.safe_dump(hello))
-    return directory
-
-
-def make_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]],
-             inline: bool, lease_seconds: float = 15.0, db_url: str | None = None) -> FloyEnv:
-    home = tmp_path / "home"
-    root = tmp_path / "root"
-    root.mkdir()
-    inventory = write_inventory(tmp_path / "inventory", root)
-    settings = load_settings(home=home, inventory_dir=inventory, db_url=db_url, environ={
-        "FLOY_CA_BUNDLE": str(pki.ca_bundle),  # type: ignore[attr-defined]
-        "FLOY_LEASE_SECONDS": str(lease_seconds),
-    })
-    store = Store.open(settings.db_url)
-    executor = InlineExecutor(settings, store) if inline else ProcessExecutor(settings)
-    service = new_deploy_service(logging.getLogger("test"), executor, store, settings)
-    return FloyEnv(home, root, settings, store, service, packages)
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One private PostgreSQL cluster per test session (per xdist worker), started on first
+    use; each test takes a fresh database with ``postgres.new_database()``. Skipped where
+    PostgreSQL is not installed and cannot be (not root: scripts/bootstrap.sh installs it
+    as root)."""
+    try:
+        server = Postgres().start()
+    except RuntimeError as exc:
+        if "not installed" in str(exc) and os.geteuid() != 0:
+            pytest.skip(str(exc))
+        raise
+    yield server
+    server.stop()
 
 
 @pytest.fixture

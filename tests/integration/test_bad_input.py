@@ -11,7 +11,6 @@ would really start and the "nothing ran" checks would see it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import subprocess
@@ -24,8 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.domain.validation import MAX_INSTANCES_PER_RUN, validate_instance_spec
+from orchestrator.engine.executors import ProcessExecutor
 from orchestrator.errors import FloyError, NotFoundError, ValidationError
-from orchestrator.executor import ProcessExecutor
 from orchestrator.models import (
     BatchRollbackParams,
     DeployParams,
@@ -37,9 +37,9 @@ from orchestrator.models import (
 from orchestrator.service import FloyDeployService, new_deploy_service
 from orchestrator.settings import load_settings
 from orchestrator.store import Store
-from orchestrator.validation import MAX_INSTANCES_PER_RUN, validate_instance_spec
 from sample.packages import free_port, stop_apps
-from tests.integration.conftest import FloyEnv, make_env, write_inventory
+from tests.helpers.floyenv import FloyEnv, make_env, reconfigured, write_inventory
+from tests.helpers.store import table_counts
 
 pytestmark = pytest.mark.integration
 FLOY = str(Path(sys.executable).with_name("floy"))
@@ -181,7 +181,7 @@ def add(name: str, field: str, *, meta: dict[str, str] | None = None, **kw: Any)
 
     def call(s: FloyDeployService) -> object:
         checked = validate_instance_spec(InstanceSpec(**spec, metadata=metadata))
-        return s.store.add_instances([checked])
+        return s.store.instances.add([checked])
 
     return Case(name, call, argv, field)
 
@@ -492,12 +492,12 @@ def bad_env(tmp_path: Path, pki: Any) -> Any:
     settings = load_settings(home=home, inventory_dir=inventory,
                              environ={"FLOY_CA_BUNDLE": str(pki.ca_bundle)})
     store = Store.open(settings.db_url)
-    store.add_instances([
+    store.instances.add([
         InstanceSpec("hello-1", "hello", "127.0.0.1", free_port(), {"zone": "a"}),
         InstanceSpec("hello-2", "hello", "127.0.0.1", free_port(), {"zone": "b"}),
         InstanceSpec("hola-1", "hola", "127.0.0.1", free_port(), {}),
     ])
-    service = new_deploy_service(logging.getLogger("test"), ProcessExecutor(settings), store,
+    service = new_deploy_service(logging.getLogger("test"), ProcessExecutor(settings, store), store,
                                  settings)
     cli_env = dict(os.environ, PATH="/usr/local/bin:/usr/bin:/bin", FLOY_HOME=str(home),
                    FLOY_INVENTORY_DIR=str(inventory), FLOY_CA_BUNDLE=str(pki.ca_bundle))
@@ -519,10 +519,9 @@ def test_the_table_is_big_enough() -> None:
 def test_bad_input_is_refused(bad_env: BadEnv, case: Case) -> None:
     env = bad_env
     if case.allow_list:
-        env.service.settings = dataclasses.replace(
-            env.service.settings, allowed_package_hosts=frozenset({ALLOWED}))
+        env.service = reconfigured(env.service, allowed_package_hosts=frozenset({ALLOWED}))
         env.cli_env["FLOY_ALLOWED_PACKAGE_HOSTS"] = ALLOWED
-    before = env.store.counts()
+    before = table_counts(env.store)
 
     # Python
     with pytest.raises(FloyError) as err:
@@ -531,7 +530,7 @@ def test_bad_input_is_refused(bad_env: BadEnv, case: Case) -> None:
     if isinstance(err.value, ValidationError):
         assert err.value.field == case.field, str(err.value)
         assert str(err.value).startswith(f"invalid {case.field}: ")
-    assert env.store.counts() == before, "nothing stored"
+    assert table_counts(env.store) == before, "nothing stored"
     assert env.nothing_ran() == []
 
     # CLI
@@ -544,7 +543,7 @@ def test_bad_input_is_refused(bad_env: BadEnv, case: Case) -> None:
     assert case.cli_needle in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
-    assert env.store.counts() == before, "nothing stored"
+    assert table_counts(env.store) == before, "nothing stored"
     assert env.nothing_ran() == []
 
 
@@ -582,7 +581,7 @@ def test_metadata_never_becomes_connection_variables(
     env: FloyEnv = make_env(tmp_path, pki, packages, inline=True)
     try:
         port = free_port()
-        env.store.add_instances([InstanceSpec("hello-1", "hello", "127.0.0.1", port,
+        env.store.instances.add([InstanceSpec("hello-1", "hello", "127.0.0.1", port,
                                               dict(CONNECTION_META))])
         env.ports["hello-1"] = port
         status = env.deploy("1.0.0", ["hello-1"], "meta-conn-1")

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.engine.executors import InlineExecutor
 from orchestrator.errors import ConflictError, NotFoundError
-from orchestrator.models import DeployParams, Status
-from tests.integration.conftest import FloyEnv
+from orchestrator.models import DeployParams, DeployStatus, Status
+from tests.helpers.floyenv import FloyEnv
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -79,45 +81,74 @@ def test_cancel_errors(floy_env: FloyEnv) -> None:
 def test_cancel_of_a_run_no_worker_took_yet(floy_env: FloyEnv) -> None:
     ids = floy_env.register(2)
 
-    class Held:  # an executor that never starts the worker: the run stays unclaimed
+    class Held(InlineExecutor):  # never starts the worker: the run stays unclaimed
         def submit(self, run_id: str) -> None:
             pass
 
-    floy_env.service.executor = Held()
+    floy_env = floy_env.rebuilt(executor=Held(floy_env.settings, floy_env.store))
     start(floy_env, "1.0.0", ids, "held-1")
     result = floy_env.service.cancel_deployment("held-1")
     assert result.status is Status.CANCELLED
     status = floy_env.service.get_deployment_status("held-1")
     assert [i.status for i in status.instances] == [Status.CANCELLED] * 2
-    assert floy_env.store.busy_runs(ids) == {}, "locks released"
+    assert floy_env.store.leases.lock_holders(ids) == {}, "locks released"
     assert floy_env.current(ids[0]) is None
 
 
-def test_kill_9_of_the_worker_is_recovered(floy_async_env: FloyEnv) -> None:
-    env = floy_async_env
-    ids = env.register(2)
+def kill_worker_mid_release(env: FloyEnv, ids: list[str], run_id: str) -> None:
+    """Start a hanging release on ``ids`` and SIGKILL its worker while it is in flight."""
     start(env, "1.0.0", ids, "base", batch_size="2")
     assert env.wait("base").status is Status.COMPLETED
-    start(env, "9.0.0-hang", ids, "k-1", timeout=120, retry_count=0)
-    env.wait_in_flight("k-1")
+    start(env, "9.0.0-hang", ids, run_id, timeout=120, retry_count=0)
+    env.wait_in_flight(run_id)
     time.sleep(1.0)
-    run = env.store.get_run("k-1")
+    run = env.store.runs.get(run_id)
     assert run is not None and run.worker_pid
     os.kill(run.worker_pid, signal.SIGKILL)
-    assert env.leftovers("k-1"), "ansible-playbook outlives its worker"
-    # Any floy call recovers the run once its lease (3 s here) has expired.
-    status = env.wait("k-1", timeout=60)
+    assert env.leftovers(run_id), "ansible-playbook outlives its worker"
+
+
+def assert_reaped(env: FloyEnv, ids: list[str], status: DeployStatus) -> None:
+    """The guarantees of a reaped run: orphans stopped, in-flight probed, closed failed."""
     assert status.status is Status.FAILED
     assert "worker lost" in status.error_message and "orphaned" in status.error_message
     first, second = status.instances
     assert first.status is Status.FAILED and "worker lost" in first.error_message
     assert first.current_version == env.current(ids[0]) == "1.0.0"
     assert second.status is Status.CANCELLED and second.error_message.startswith("not started")
-    assert env.leftovers("k-1") == []
-    assert env.store.busy_runs(ids) == {}, "locks released"
-    # the instances can be deployed again
+    assert env.leftovers(status.deploy_id) == []
+
+
+def test_a_read_reports_a_lost_worker_and_the_next_deploy_reaps_it(
+        floy_async_env: FloyEnv) -> None:
+    env = floy_async_env
+    ids = env.register(2)
+    kill_worker_mid_release(env, ids, "k-1")
+    # Once the lease (3 s here) has expired, a status read says so, and acts not at all.
+    status = wait_until(
+        lambda: (s := env.service.get_deployment_status("k-1")).error_message.startswith(
+            "worker lost") and s, 30, "the status to report the lost worker")
+    assert status.status is Status.IN_PROGRESS and "closing" in status.error_message
+    env.service.history("hello")
+    assert env.leftovers("k-1"), "reads never stop processes"
+    assert env.store.leases.lock_holders(ids) == dict.fromkeys(ids, "k-1")
+    # A deployment to the same instances reaps the run holding them, then starts.
     start(env, "2.0.0", ids, "after-1", batch_size="2")
+    assert_reaped(env, ids, env.service.get_deployment_status("k-1"))
     assert env.wait("after-1").status is Status.COMPLETED
+
+
+def test_a_new_worker_reaps_a_lost_run(floy_async_env: FloyEnv) -> None:
+    env = floy_async_env
+    ids = env.register(2)
+    other = env.register(1, prefix="other")
+    kill_worker_mid_release(env, ids, "k-2")
+    wait_until(lambda: env.store.leases.stale(60.0, ["k-2"]), 30, "the lease to expire")
+    # a worker started for another run reaps every stale run at its start
+    start(env, "1.0.0", other, "o-1")
+    assert_reaped(env, ids, env.wait("k-2", timeout=60))
+    assert env.wait("o-1").status is Status.COMPLETED
+    assert env.store.leases.lock_holders(ids) == {}, "locks released"
 
 
 def test_cancel_from_another_process(floy_async_env: FloyEnv) -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from orchestrator.models import SPEC_KEYS
 from sample.packages import free_port, stop_apps
-from tests.integration.conftest import write_inventory
+from tests.helpers.floyenv import write_inventory
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 FLOY = str(Path(sys.executable).with_name("floy"))
@@ -174,7 +175,6 @@ def test_import_from_an_ini_inventory(cli: Cli, tmp_path: Path) -> None:
 def test_ctrl_c_while_following_detaches_and_the_run_finishes(
         cli: Cli, packages: dict[str, tuple[str, str]]) -> None:
     import signal
-    import time
 
     _add(cli, 1)
     url, _ = packages["9.0.0-hang"]
@@ -182,12 +182,12 @@ def test_ctrl_c_while_following_detaches_and_the_run_finishes(
                              "--retries", "0", "--deploy-id", "c-int"],
                             env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if cli("status", "c-int", "--json").returncode == 0 and \
-                cli.json("status", "c-int")["status"] == "in_progress":
-            break
-        time.sleep(0.2)
+
+    def in_progress() -> bool:  # the run is recorded (exit 0) and a worker carries it
+        status = cli("status", "c-int", "--json")
+        return status.returncode == 0 and json.loads(status.stdout)["status"] == "in_progress"
+
+    wait_until(in_progress, 30, "c-int in progress", interval=0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, (out, err)
@@ -243,12 +243,12 @@ def test_cancel_command_while_running(cli: Cli, packages: dict[str, tuple[str, s
     url, _ = packages["9.0.0-hang"]
     assert cli("deploy", "hello", "9.0.0", "--url", url, "--timeout", "120", "--retries", "0",
                "--deploy-id", "cc-1", "--detach").returncode == 0
-    import time
 
-    deadline = time.monotonic() + 60
-    while cli.json("status", "cc-1")["instances"][0]["status"] != "in_progress":  # type: ignore[index]
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    def in_progress() -> bool:
+        instance = cli.json("status", "cc-1")["instances"][0]  # type: ignore[index]
+        return bool(instance["status"] == "in_progress")
+
+    wait_until(in_progress, 60, "the instance of cc-1 in progress", interval=0.2)
     result = cli.json("cancel", "cc-1")
     assert set(result) == SPEC_KEYS["CancelResult"]
     assert result["status"] == "cancelled" and str(result["cancelled_at"]).endswith("Z")

@@ -21,18 +21,21 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.engine.executors import InlineExecutor
 from orchestrator.errors import ConflictError
 from orchestrator.models import DeployParams, DeployResult, InstanceQueryParams, Status
 from orchestrator.service import FloyDeployService, new_deploy_service
 from orchestrator.store import Store
-from tests.integration.conftest import FloyEnv
+from tests.helpers.floyenv import FloyEnv
+from tests.helpers.store import table_counts
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 FLOY = str(Path(sys.executable).with_name("floy"))
 RACERS = 20
 
 
-class Held:
+class Held(InlineExecutor):
     """An executor that never starts a worker: the run stays recorded and unclaimed."""
 
     def submit(self, run_id: str) -> None:
@@ -42,8 +45,8 @@ class Held:
 def own_service(env: FloyEnv, executor: Any = None) -> FloyDeployService:
     """A service over its own Store on the same database file (like another process)."""
     store = Store.open(env.settings.db_url)
-    return new_deploy_service(logging.getLogger("race"), executor or Held(), store,
-                              env.settings)
+    return new_deploy_service(logging.getLogger("race"),
+                              executor or Held(env.settings, store), store, env.settings)
 
 
 def race(count: int, prepare: Callable[[int], Any], attempt: Callable[[Any, int], Any]
@@ -89,10 +92,10 @@ def test_overlapping_runs_on_one_instance_exactly_one_wins(floy_env: FloyEnv) ->
     assert all(isinstance(e, ConflictError) for e in errors), errors
     assert len(errors) == RACERS - 1
     assert all("busy in run" in str(e) or "conflicts with a run" in str(e) for e in errors)
-    counts = env.store.counts()
+    counts = table_counts(env.store)
     assert counts["runs"] == 1 and counts["run_instances"] == 2
     assert counts["instance_locks"] == 2
-    assert set(env.store.busy_runs(ids).values()) == {winners[0].deploy_id}
+    assert set(env.store.leases.lock_holders(ids).values()) == {winners[0].deploy_id}
 
 
 def test_identical_resubmission_in_a_race_returns_the_one_run(floy_env: FloyEnv) -> None:
@@ -104,7 +107,7 @@ def test_identical_resubmission_in_a_race_returns_the_one_run(floy_env: FloyEnv)
     assert errors == [], errors
     results: list[DeployResult] = [r for _, r in outcomes]
     assert len({(r.deploy_id, r.started_at, r.total_instances) for r in results}) == 1
-    assert env.store.counts()["runs"] == 1
+    assert table_counts(env.store)["runs"] == 1
 
 
 def test_different_payload_under_a_raced_id_is_a_conflict(floy_env: FloyEnv) -> None:
@@ -115,7 +118,7 @@ def test_different_payload_under_a_raced_id_is_a_conflict(floy_env: FloyEnv) -> 
         lambda svc, i: svc.execute_deployment(params(env, ids, "same-2", timeout=100 + i)))
     assert sum(1 for kind, _ in outcomes if kind == "ok") == 1, outcomes
     assert all(isinstance(e, ConflictError) for kind, e in outcomes if kind == "error")
-    assert env.store.counts()["runs"] == 1
+    assert table_counts(env.store)["runs"] == 1
 
 
 @pytest.mark.slow
@@ -142,13 +145,13 @@ def test_twenty_cli_processes_race_for_one_instance(floy_async_env: FloyEnv) -> 
         assert all("busy in run" in err or "conflicts with a run" in err
                    for code, _, err in results if code == 4)
         assert not any("Traceback" in err or "locked" in err for _, _, err in results)
-        assert env.store.counts()["runs"] == 1
+        assert table_counts(env.store)["runs"] == 1
     finally:
         for run_id in winners:
             result = env.service.cancel_deployment(run_id)
             assert result.status is Status.CANCELLED
     assert env.current(ids[0]) is None, "the hanging release was switched back"
-    assert env.store.busy_runs(ids) == {}
+    assert env.store.leases.lock_holders(ids) == {}
 
 
 def test_runs_of_different_services_at_once(floy_async_env: FloyEnv) -> None:
@@ -195,7 +198,6 @@ def test_fifty_readers_during_a_deployment(floy_async_env: FloyEnv) -> None:
     run_id = "busy-1"
     env.service.execute_deployment(params(env, ids, run_id, batch_size="2"))
     stop = threading.Event()
-    deadline = time.monotonic() + 60
     errors: list[str] = []
     reads = [0] * 50
 
@@ -203,32 +205,37 @@ def test_fifty_readers_during_a_deployment(floy_async_env: FloyEnv) -> None:
         svc = own_service(env)
         last_done = -1
         last_rank = dict.fromkeys(ids, 0)
+
+        def read_once() -> bool:
+            """One consistent read; True once the run has ended (or the test stops us)."""
+            nonlocal last_done
+            if stop.is_set():
+                return True
+            status = svc.get_deployment_status(run_id)
+            p = status.progress
+            if p.total != 6 or p.completed + p.failed + p.cancelled + p.pending != p.total:
+                errors.append(f"reader {n}: inconsistent progress {p}")
+            done = p.completed + p.failed + p.cancelled
+            if done < last_done:
+                errors.append(f"reader {n}: finished count went back {last_done}->{done}")
+            last_done = done
+            for inst in status.instances:
+                rank = RANK[inst.status]
+                if rank < last_rank[inst.instance_id]:
+                    errors.append(f"reader {n}: {inst.instance_id} went back to "
+                                  f"{inst.status.value}")
+                last_rank[inst.instance_id] = rank
+            if status.status.is_terminal and p.pending:
+                errors.append(f"reader {n}: run {status.status.value} with pending {p}")
+            page = svc.get_service_instances(InstanceQueryParams(service_name="hello",
+                                                                 limit=10))
+            if page.total != 6 or len(page.instances) != 6:
+                errors.append(f"reader {n}: instances page {page.total}")
+            reads[n] += 1
+            return status.status.is_terminal and status.finished_at is not None
+
         try:
-            while not stop.is_set() and time.monotonic() < deadline:
-                status = svc.get_deployment_status(run_id)
-                p = status.progress
-                if p.total != 6 or p.completed + p.failed + p.cancelled + p.pending != p.total:
-                    errors.append(f"reader {n}: inconsistent progress {p}")
-                done = p.completed + p.failed + p.cancelled
-                if done < last_done:
-                    errors.append(f"reader {n}: finished count went back {last_done}->{done}")
-                last_done = done
-                for inst in status.instances:
-                    rank = RANK[inst.status]
-                    if rank < last_rank[inst.instance_id]:
-                        errors.append(f"reader {n}: {inst.instance_id} went back to "
-                                      f"{inst.status.value}")
-                    last_rank[inst.instance_id] = rank
-                if status.status.is_terminal and p.pending:
-                    errors.append(f"reader {n}: run {status.status.value} with pending {p}")
-                page = svc.get_service_instances(InstanceQueryParams(service_name="hello",
-                                                                     limit=10))
-                if page.total != 6 or len(page.instances) != 6:
-                    errors.append(f"reader {n}: instances page {page.total}")
-                reads[n] += 1
-                if status.status.is_terminal and status.finished_at is not None:
-                    return
-                time.sleep(0.01)
+            wait_until(read_once, 60, f"reader {n} to see {run_id} end", interval=0.01)
         except Exception as exc:  # "database is locked" or anything else is a failure
             errors.append(f"reader {n}: {type(exc).__name__}: {exc}")
         finally:

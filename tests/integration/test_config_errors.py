@@ -21,6 +21,7 @@ from orchestrator.cli import main
 from orchestrator.models import InstanceSpec
 from orchestrator.settings import CONFIG_KEYS
 from orchestrator.store import Store
+from tests.helpers.store import table_counts
 
 pytestmark = pytest.mark.integration
 FLOY = str(Path(sys.executable).with_name("floy"))
@@ -177,7 +178,7 @@ def test_deploy_with_an_unusable_lease_or_forks_records_no_run(tmp_path: Path,
                                                                text: str) -> None:
     home = tmp_path / "home"
     store = Store.open(f"sqlite:///{home / 'floy.db'}")
-    store.add_instances([InstanceSpec("hello-1", "hello", "127.0.0.1", 8080, {})])
+    store.instances.add([InstanceSpec("hello-1", "hello", "127.0.0.1", 8080, {})])
     store.close()
     config = write_config(home, text + "\n")
     proc = run_floy(home, "deploy", "hello", "1.0.0", "-i", "hello-1", "--url",
@@ -186,7 +187,7 @@ def test_deploy_with_an_unusable_lease_or_forks_records_no_run(tmp_path: Path,
                         f"{config}: {text.split(':')[0]} must be")
     store = Store.open(f"sqlite:///{home / 'floy.db'}")
     try:
-        assert store.counts()["runs"] == 0 and store.get_run("d-1") is None
+        assert table_counts(store)["runs"] == 0 and store.runs.get("d-1") is None
     finally:
         store.close()
     assert not (home / "logs").exists(), "no worker was started"

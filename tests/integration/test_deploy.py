@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConflictError, ValidationError
-from orchestrator.models import DeployParams, Status
-from tests.integration.conftest import FloyEnv
+from orchestrator.models import DeployParams, DeployStatus, Status
+from tests.helpers.floyenv import FloyEnv
+from tests.helpers.store import table_counts
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +43,7 @@ def test_full_deploy_in_batches_then_upgrade(floy_env: FloyEnv) -> None:
         assert after.started_at >= before.completed_at  # type: ignore[operator]
     versions = floy_env.service.get_service_instance_versions("hello")
     assert versions.version_summary == {"2.0.0": 3}
-    history = floy_env.store.release_history(ids[0])
+    history = floy_env.store.history.releases(ids[0])
     assert [h["version"] for h in history] == ["2.0.0", "1.0.0"]
 
 
@@ -135,7 +137,7 @@ def test_same_deploy_id_is_idempotent_and_conflicts_on_change(floy_env: FloyEnv)
 def test_unknown_and_foreign_instances_are_bad_input(floy_env: FloyEnv) -> None:
     floy_env.register(1)
     floy_env.register(1, service="other")
-    before = floy_env.store.counts()
+    before = table_counts(floy_env.store)
     url, _sha = floy_env.packages["1.0.0"]
     for instances, field in ((("hello-1", "nope-1"), "instances[1]"),
                              (("other-1",), "instances[0]")):
@@ -144,13 +146,11 @@ def test_unknown_and_foreign_instances_are_bad_input(floy_env: FloyEnv) -> None:
                 service="hello", version="1.0.0", instances=instances, package_url=url,
                 deploy_id="d-bad"))
         assert err.value.field == field
-    assert floy_env.store.counts() == before
+    assert table_counts(floy_env.store) == before
     assert not (floy_env.settings.runs_dir).exists(), "nothing was run"
 
 
 def test_async_worker_reports_live_progress(floy_async_env: FloyEnv) -> None:
-    import time
-
     env = floy_async_env
     ids = env.register(2)
     url, sha = env.packages["1.0.0"]
@@ -159,17 +159,17 @@ def test_async_worker_reports_live_progress(floy_async_env: FloyEnv) -> None:
         deploy_id="d-async", package_sha256=sha))
     assert result.status in (Status.PENDING, Status.IN_PROGRESS)
     seen = set()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def ended() -> DeployStatus | None:  # every status read on the way adds up
         status = env.service.get_deployment_status("d-async")
         seen.add(status.status)
         p = status.progress
         assert p.completed + p.failed + p.cancelled + p.pending == p.total
-        if status.status.is_terminal:
-            break
-        time.sleep(0.1)
+        return status if status.status.is_terminal else None
+
+    status = wait_until(ended, 120, "d-async to end")
     assert status.status is Status.COMPLETED, status.error_message
     assert Status.IN_PROGRESS in seen
-    run = env.store.get_run("d-async")
+    run = env.store.runs.get("d-async")
     assert run is not None and run.worker_pid and run.lease_owner is None
     assert Path(env.settings.home / "logs" / "d-async.log").exists()

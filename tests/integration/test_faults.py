@@ -15,7 +15,8 @@ import yaml
 from orchestrator.models import DeployParams, InstanceSpec, Status
 from sample.packages import build_hello_package, free_port, sha256_file
 from sample.pkgserver import PackageServer
-from tests.integration.conftest import FloyEnv
+from tests.helpers.floyenv import FloyEnv, reconfigured
+from tests.helpers.store import table_counts
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def assert_clean(env: FloyEnv, instance_id: str, version: str = "1.0.0") -> None
     assert env.answers(instance_id) == version
     releases = env.root / "hello" / instance_id / "releases"
     assert not [p.name for p in releases.iterdir() if p.name.startswith(".")]
-    record = env.store.get_instances([instance_id])[instance_id]
+    record = env.store.instances.get([instance_id])[instance_id]
     assert record.version == version, "the record says what the disk says"
 
 
@@ -58,9 +59,7 @@ def test_package_server_faults(floy_env: FloyEnv, package_server: PackageServer,
 def test_untrusted_certificate_is_refused(floy_env: FloyEnv) -> None:
     ids = on_v1(floy_env, 1)
     # the same server, but floy no longer trusts the demo CA
-    floy_env.settings = dataclasses.replace(floy_env.settings, ca_bundle="")
-    floy_env.service.settings = floy_env.settings
-    floy_env.service.executor.worker.settings = floy_env.settings  # type: ignore[attr-defined]
+    floy_env = floy_env.rebuilt(dataclasses.replace(floy_env.settings, ca_bundle=""))
     status = floy_env.deploy("2.0.0", ids, "f-tls", retry_count=2)
     inst = status.instances[0]
     assert inst.status is Status.FAILED
@@ -126,7 +125,7 @@ def test_new_release_that_never_gets_healthy_is_switched_back(floy_env: FloyEnv,
 def test_unreachable_instance_fails_alone_and_counts(floy_env: FloyEnv) -> None:
     ids = on_v1(floy_env, 3)
     gone = "hello-9"
-    floy_env.store.add_instances([InstanceSpec(gone, "hello", "127.0.0.1", free_port(), {})])
+    floy_env.store.instances.add([InstanceSpec(gone, "hello", "127.0.0.1", free_port(), {})])
     host_vars = floy_env.settings.inventory_dir / "host_vars"
     host_vars.mkdir(exist_ok=True)
     (host_vars / f"{gone}.yml").write_text(yaml.safe_dump(  # nothing listens on port 9
@@ -148,16 +147,16 @@ def test_package_url_host_allow_list(floy_env: FloyEnv) -> None:
     from orchestrator.errors import ValidationError
 
     ids = floy_env.register(1)
-    floy_env.service.settings = dataclasses.replace(
-        floy_env.settings, allowed_package_hosts=frozenset({"packages.internal"}))
+    floy_env.service = reconfigured(floy_env.service,
+                                    allowed_package_hosts=frozenset({"packages.internal"}))
     url, _ = floy_env.packages["1.0.0"]
-    before = floy_env.store.counts()
+    before = table_counts(floy_env.store)
     with pytest.raises(ValidationError) as err:
         floy_env.service.execute_deployment(DeployParams(
             service="hello", version="1.0.0", instances=tuple(ids), package_url=url,
             deploy_id="f-allow"))
     assert err.value.field == "package_url"
-    assert floy_env.store.counts() == before
+    assert table_counts(floy_env.store) == before
 
 
 def test_a_failed_restart_leaves_nothing_of_its_group(floy_env: FloyEnv,

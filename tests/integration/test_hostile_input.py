@@ -15,25 +15,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from orchestrator.ansible.importer import read_inventory_group
+from orchestrator.domain.events import InstanceUpdate
+from orchestrator.domain.records import RunInstanceRecord, RunRecord
+from orchestrator.domain.request import RunRequest
+from orchestrator.engine.autorollback import start_automatic
+from orchestrator.engine.executors import ProcessExecutor
 from orchestrator.errors import ConfigError, ValidationError
-from orchestrator.events import InstanceUpdate
-from orchestrator.executor import ProcessExecutor
-from orchestrator.importer import read_inventory_group
 from orchestrator.models import BatchRollbackParams, InstanceRollbackParams, InstanceSpec, Status
-from orchestrator.rollbacks import start_automatic
 from orchestrator.service import FloyDeployService, new_deploy_service
 from orchestrator.settings import load_settings
-from orchestrator.store import RunInstanceRecord, RunRecord, Store
+from orchestrator.store import Store
 from orchestrator.timefmt import utcnow
 from sample.packages import free_port, stop_apps
-from tests.integration.conftest import FloyEnv, write_inventory
+from tests.helpers.floyenv import FloyEnv, reconfigured, write_inventory
+from tests.helpers.store import table_counts
 
 pytestmark = pytest.mark.integration
 FLOY = str(Path(sys.executable).with_name("floy"))
@@ -69,7 +72,7 @@ def home(tmp_path: Path) -> Iterator[Home]:
     inventory = write_inventory(tmp_path / "inventory", root)
     settings = load_settings(home=tmp_path / "home", inventory_dir=inventory, environ={})
     store = Store.open(settings.db_url)
-    service = new_deploy_service(logging.getLogger("test"), ProcessExecutor(settings), store,
+    service = new_deploy_service(logging.getLogger("test"), ProcessExecutor(settings, store), store,
                                  settings)
     env = dict(os.environ, PATH="/usr/local/bin:/usr/bin:/bin",
                FLOY_HOME=str(tmp_path / "home"), FLOY_INVENTORY_DIR=str(inventory))
@@ -116,7 +119,7 @@ def test_import_refuses_a_hostile_host(home: Home, changes: dict[str, Any], fiel
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert f"invalid {field}: " in proc.stderr and needle in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
-    assert home.store.counts()["instances"] == 0, "nothing stored"
+    assert table_counts(home.store)["instances"] == 0, "nothing stored"
     with pytest.raises(ValidationError) as err:
         read_inventory_group(inventory, "web", "web", "http_port", ())
     assert err.value.field == field
@@ -129,7 +132,7 @@ def test_instances_add_refuses_a_hostile_host(home: Home, host: str) -> None:
                      "--port", "8080")
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert proc.stderr.startswith("floy: invalid host: "), proc.stderr
-    assert home.store.counts()["instances"] == 0
+    assert table_counts(home.store)["instances"] == 0
 
 
 def test_import_of_a_hanging_inventory_script_times_out(home: Home) -> None:
@@ -147,7 +150,7 @@ def test_import_of_a_hanging_inventory_script_times_out(home: Home) -> None:
     time.sleep(0.2)
     left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(pid, script)]
     assert left == [], "the script was stopped with ansible-inventory"
-    assert home.store.counts()["instances"] == 0
+    assert table_counts(home.store)["instances"] == 0
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "3601", "nan", "soon"])
@@ -161,7 +164,7 @@ def test_import_refuses_a_bad_timeout(home: Home, value: str) -> None:
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "timeout" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not marker.exists(), "the inventory was read"
-    assert home.store.counts()["instances"] == 0
+    assert table_counts(home.store)["instances"] == 0
 
 
 def _cmdline_has(pid: str, path: Path) -> bool:
@@ -188,18 +191,18 @@ def test_status_shows_stored_escapes_as_text_and_json_keeps_them(home: Home) -> 
     instance_error = f"health check failed{TITLE}{ERASE}{CLIPBOARD}\x9b2J\u202eok"
     run_error = f"1 of 1 instances failed{TITLE}\nansible said{ERASE}"
     bad_version = f"1.0{ERASE}"
-    home.store.add_instances([InstanceSpec("hello-1", "hello", "127.0.0.1", free_port(),
+    home.store.instances.add([InstanceSpec("hello-1", "hello", "127.0.0.1", free_port(),
                                            {"note": "zero\u200bwidth"})])
     now = utcnow()
-    run = RunRecord("esc-1", "deploy", "hello", "2.0.0", Status.PENDING, {"instances": [
-        "hello-1"], "batch_size": "1"}, f"eve{TITLE}", now, now)
-    home.store.create_run(run, [RunInstanceRecord("esc-1", "hello-1", 0, 1, Status.PENDING,
+    run = RunRecord("esc-1", "deploy", "hello", "2.0.0", Status.PENDING,
+                    RunRequest(("hello-1",)), f"eve{TITLE}", now, now)
+    home.store.runs.create(run, [RunInstanceRecord("esc-1", "hello-1", 0, 1, Status.PENDING,
                                                   "2.0.0")])
     # what older releases, a bypassed check or a hostile host could have left in the store
-    home.store.apply_updates("esc-1", [InstanceUpdate(
+    home.store.runs.apply_updates("esc-1", [InstanceUpdate(
         "hello-1", status=Status.FAILED, error_message=instance_error, completed_at=now,
         current_version=bad_version)])
-    home.store.set_run_status("esc-1", Status.FAILED, error_message=run_error, finished=True)
+    home.store.runs.set_status("esc-1", Status.FAILED, error_message=run_error, finished=True)
 
     text = home.floy("status", "esc-1")
     assert text.returncode == 1, text.stderr
@@ -246,7 +249,7 @@ def test_refresh_never_adopts_a_hostile_release_name(floy_env: FloyEnv, evil: st
     assert hostile.drift and not hostile.adopted and hostile.observed_version == evil
     assert hostile.error.startswith("invalid current_version: "), hostile.error
     assert fine.adopted and fine.observed_version == "2.0.0"
-    records = env.store.get_instances(ids)
+    records = env.store.instances.get(ids)
     assert records[ids[0]].version == "" and records[ids[0]].observed_version is None
     assert records[ids[1]].version == "2.0.0"
 
@@ -269,30 +272,29 @@ ALLOWED_URL = "https://127.0.0.1:8443/pkgs/hello-1.0.0.tar.gz"
 
 def _history(home: Home, urls: dict[str, str], version: str = "1.0.0") -> None:
     """Instances that completed ``version`` from these URLs, then moved on to 2.0.0."""
-    home.store.add_instances([InstanceSpec(i, "hello", "127.0.0.1", free_port(), {})
+    home.store.instances.add([InstanceSpec(i, "hello", "127.0.0.1", free_port(), {})
                               for i in urls])
     now = utcnow()
     run = RunRecord(f"old-{version}", "deploy", "hello", version, Status.PENDING,
-                    {"instances": list(urls)}, "test", now, now)
-    home.store.create_run(run, [RunInstanceRecord(run.run_id, i, n, 1, Status.PENDING, version)
+                    RunRequest(tuple(urls)), "test", now, now)
+    home.store.runs.create(run, [RunInstanceRecord(run.run_id, i, n, 1, Status.PENDING, version)
                                 for n, i in enumerate(urls)])
-    home.store.apply_updates(run.run_id, [InstanceUpdate(
+    home.store.runs.apply_updates(run.run_id, [InstanceUpdate(
         i, status=Status.COMPLETED, current_version="2.0.0", completed_at=now,
         release={"version": version, "package_url": url, "sha256": ""})
         for i, url in urls.items()])
-    home.store.set_run_status(run.run_id, Status.COMPLETED, finished=True)
+    home.store.runs.set_status(run.run_id, Status.COMPLETED, finished=True)
 
 
 def _allow(home: Home, host: str) -> None:
-    home.service.settings = replace(home.service.settings,
-                                    allowed_package_hosts=frozenset({host}))
+    home.service = reconfigured(home.service, allowed_package_hosts=frozenset({host}))
     home.env["FLOY_ALLOWED_PACKAGE_HOSTS"] = host
 
 
 def test_rollback_refuses_a_recorded_url_the_policy_no_longer_allows(home: Home) -> None:
     _history(home, {"hello-1": ALLOWED_URL, "hello-2": OLD_MIRROR})
     _allow(home, "127.0.0.1")
-    before = home.store.counts()
+    before = table_counts(home.store)
     with pytest.raises(ValidationError) as err:
         home.service.rollback_batch(BatchRollbackParams(
             service="hello", target_version="1.0.0", instances=("hello-1", "hello-2")))
@@ -305,7 +307,7 @@ def test_rollback_refuses_a_recorded_url_the_policy_no_longer_allows(home: Home)
     proc = home.floy("rollback", "batch", "hello", "1.0.0", "--detach")
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "invalid instances[1]: " in proc.stderr and "no longer allowed" in proc.stderr
-    assert home.store.counts() == before and home.nothing_ran()
+    assert table_counts(home.store) == before and home.nothing_ran()
 
 
 def test_rollback_refuses_a_recorded_url_that_is_not_https(home: Home) -> None:
@@ -320,17 +322,17 @@ def test_auto_rollback_drops_a_recorded_url_the_policy_no_longer_allows(home: Ho
     _history(home, {"hello-1": ALLOWED_URL, "hello-2": OLD_MIRROR})
     now = utcnow()
     deploy = RunRecord("d-2", "deploy", "hello", "2.0.0", Status.IN_PROGRESS,
-                       {"instances": ["hello-1", "hello-2"], "auto_rollback": True}, "test",
+                       RunRequest(("hello-1", "hello-2"), auto_rollback=True), "test",
                        now, now)
     members = [RunInstanceRecord("d-2", i, n, 1, Status.COMPLETED, "2.0.0",
                                  previous_version="1.0.0", current_version="2.0.0")
                for n, i in enumerate(("hello-1", "hello-2"))]
-    home.store.create_run(deploy, members)
+    home.store.runs.create(deploy, members)
     run_id, note = start_automatic(home.store, deploy, members,
                                    allowed_hosts=frozenset({"127.0.0.1"}))
     assert run_id is not None
     assert "no longer allowed" in note and "hello-2" in note, note
-    loaded = home.store.get_run_with_members(run_id)
+    loaded = home.store.runs.with_members(run_id)
     assert loaded is not None
     urls = {m.instance_id: m.package_url for m in loaded[1]}
     assert urls == {"hello-1": ALLOWED_URL, "hello-2": ""}

@@ -22,7 +22,7 @@ import yaml
 
 from orchestrator.models import Status
 from sample.pkgserver import PackageServer
-from tests.integration.conftest import FloyEnv
+from tests.helpers.floyenv import FloyEnv
 from tests.integration.test_faults import assert_clean, on_v1
 from tests.unit import archive_cases
 
@@ -38,10 +38,9 @@ def set_group_vars(env: FloyEnv, **values: object) -> None:
     path.write_text(yaml.safe_dump(data))
 
 
-def set_allowed_hosts(env: FloyEnv, *hosts: str) -> None:
-    env.settings = dataclasses.replace(env.settings, allowed_package_hosts=frozenset(hosts))
-    env.service.settings = env.settings
-    env.service.executor.worker.settings = env.settings  # type: ignore[attr-defined]
+def with_allowed_hosts(env: FloyEnv, *hosts: str) -> FloyEnv:
+    """The installation with ``allowed_package_hosts`` set (a new service)."""
+    return env.rebuilt(dataclasses.replace(env.settings, allowed_package_hosts=frozenset(hosts)))
 
 
 def serve(package_server: PackageServer, name: str, data: bytes) -> str:
@@ -153,7 +152,7 @@ def test_a_dripping_server_is_stopped_at_the_deadline(
 def test_redirect_outside_the_allowed_hosts_is_refused(
         floy_env: FloyEnv, package_server: PackageServer) -> None:
     ids = on_v1(floy_env, 1)
-    set_allowed_hosts(floy_env, "127.0.0.1")
+    floy_env = with_allowed_hosts(floy_env, "127.0.0.1")
     other = package_server.base_url.replace("127.0.0.1", "localhost")
     url = package_server.redirect_url(f"{other}/pkgs/hello-2.0.0.tar.gz?via=h-redirect")
     inst = deploy_url(floy_env, ids, "h-redirect", url, retry_count=2).instances[0]

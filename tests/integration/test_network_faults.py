@@ -27,11 +27,12 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.domain.records import VersionCheck
 from orchestrator.models import DeployParams, DeployStatus, InstanceSpec, Status
-from orchestrator.store import VersionCheck
 from sample.packages import package_name, sha256_file, stop_apps
 from sample.pkgserver import PackageServer
-from tests.integration.conftest import SERVICE, FloyEnv, make_env
+from tests.helpers.floyenv import SERVICE, FloyEnv, make_env
+from tests.helpers.wait import wait_until
 from tests.integration.netns import (
     SSH_PORT,
     DelayProxy,
@@ -109,7 +110,7 @@ def net_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]],
     ids = []
     for n, machine in enumerate(machines, 1):
         instance_id = f"{SERVICE}-{n}"
-        env.store.add_instances([InstanceSpec(instance_id, SERVICE, machine.addr, APP_PORT,
+        env.store.instances.add([InstanceSpec(instance_id, SERVICE, machine.addr, APP_PORT,
                                               {"zone": "netns"})])
         env.ports[instance_id] = APP_PORT
         ids.append(instance_id)
@@ -156,7 +157,7 @@ def controller_leftovers(env: FloyEnv, run_id: str, machines: list[Machine],
             if netns_inode(Path(f"/proc/{pid}/ns/net")) == root_ns and "[mux]" not in line:
                 found[pid] = line
     for pid, _, _ in live_pids():
-        if f"orchestrator.worker {run_id}" in cmdline(pid):
+        if f"orchestrator.engine.worker {run_id}" in cmdline(pid):
             found[pid] = f"{pid}: {cmdline(pid)[:160]} (the run's worker)"
     for machine in machines:
         for pid in tcp_clients_to(machine.addr, SSH_PORT):
@@ -164,17 +165,6 @@ def controller_leftovers(env: FloyEnv, run_id: str, machines: list[Machine],
             if machine is cut or "[mux]" not in cmd:
                 found[pid] = f"{pid}: {cmd[:160]} (ssh client to {machine.addr})"
     return [found[pid] for pid in sorted(found)]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
-             interval: float = 0.05) -> float:
-    """Poll ``predicate`` until true; returns the monotonic time it became true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(interval)
-    return time.monotonic()
 
 
 # -- 1. a machine partitioned before the run ----------------------------------------------
@@ -273,7 +263,7 @@ def lose_machine_mid_release(env: FloyEnv, machines: list[Machine], ids: list[st
 
     start(env, version, url, sha, ids, "mid-1", batch_size="1", max_failures=0,
           timeout=timeout)
-    wait_for(in_flight, 60, f"the {phase} of {ids[0]}")
+    wait_until(in_flight, 60, f"the {phase} of {ids[0]} in flight", interval=0.05)
     status = env.service.get_deployment_status("mid-1")
     assert status.instances[0].status is Status.IN_PROGRESS, status.to_dict()
     target.partition("drop")
@@ -287,8 +277,9 @@ def wait_release_ended_on(machine: Machine, lost: LostMidRelease, phase: str) ->
     """Wait until nothing runs in sshd sessions on ``machine``: the release stops by itself,
     at the latest at its deadline plus the 30 s the module may spend restarting the previous
     release. Returns seconds since the partition."""
-    ended = wait_for(lambda: not machine.session_commands(), lost.timeout + 30,
-                     "the release on the partitioned machine ended")
+    wait_until(lambda: not machine.session_commands(), lost.timeout + 30,
+               "the release on the partitioned machine to end", interval=0.05)
+    ended = time.monotonic()
     print(f"[{phase}] the release on the machine ended by itself "
           f"{ended - lost.cut_at:.1f} s after the partition")
     return ended - lost.cut_at
@@ -330,12 +321,17 @@ def test_partition_mid_release(tmp_path: Path, pki: object,
         assert "failure budget" in other.error_message, other.error_message
         # Nothing of the run survives on the controller: no worker, no ansible-playbook,
         # no fork, no ssh client (not even an idle master) connected to the lost machine.
-        deadline = time.monotonic() + 5
-        while (left := controller_leftovers(env, "mid-1", machines, cut=target)) and (
-                time.monotonic() < deadline):
-            time.sleep(0.1)
-        assert left == [], "left behind on the controller:\n" + "\n".join(left) + (
-            "\n\n" + ps())
+        left: list[str] = []
+
+        def nothing_left() -> bool:
+            left[:] = controller_leftovers(env, "mid-1", machines, cut=target)
+            return not left
+
+        try:
+            wait_until(nothing_left, 5, "nothing of mid-1 left on the controller")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; left behind on the controller:\n" + "\n".join(left)
+                                 + "\n\n" + ps()) from None
         # Still cut off, the release on the machine ends by itself: the hanging restart is
         # killed at the deadline and the old release restarted; the slow download finishes
         # and the new release goes live.

@@ -19,7 +19,8 @@ from orchestrator.models import (
 )
 from sample.packages import free_port
 from sample.pkgserver import PackageServer
-from tests.integration.conftest import FloyEnv
+from tests.helpers.floyenv import FloyEnv
+from tests.helpers.store import table_counts
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ def test_rollback_via_package_url(floy_env: FloyEnv) -> None:
     status = floy_env.service.get_deployment_status("rb-url")
     assert status.status is Status.COMPLETED, status.error_message
     assert floy_env.answers(ids[0]) == "3.0.0"
-    history = floy_env.store.release_history(ids[0])
+    history = floy_env.store.history.releases(ids[0])
     assert history[0]["version"] == "3.0.0" and history[0]["package_url"] == url
 
 
@@ -89,12 +90,12 @@ def test_failed_release_is_never_a_rollback_target(floy_env: FloyEnv) -> None:
     floy_env.deploy("1.0.0", ids, "f-v1")
     failed = floy_env.deploy("9.0.0-crash", ids, "f-crash", version="9.0.0", retry_count=0)
     assert failed.status is Status.FAILED
-    before = floy_env.store.counts()
+    before = table_counts(floy_env.store)
     with pytest.raises(ValidationError) as err:
         floy_env.service.rollback_instance(InstanceRollbackParams(
             instance_id=ids[0], target_version="9.0.0"))
     assert err.value.field == "target_version" and "never completed" in str(err.value)
-    assert floy_env.store.counts() == before, "nothing stored"
+    assert table_counts(floy_env.store) == before, "nothing stored"
     with pytest.raises(NotFoundError):
         floy_env.service.rollback_instance(InstanceRollbackParams(
             instance_id="ghost-1", target_version="1.0.0"))
@@ -134,7 +135,7 @@ def test_forced_rollback_over_a_busy_instance(floy_async_env: FloyEnv) -> None:
     with pytest.raises(ConflictError, match="busy in run b-hang"):
         env.service.rollback_instance(InstanceRollbackParams(
             instance_id=ids[0], target_version="1.0.0"))
-    before = env.store.release_history(ids[0])
+    before = env.store.history.releases(ids[0])
     env.service.rollback_instance(InstanceRollbackParams(
         instance_id=ids[0], target_version="1.0.0", force=True, rollback_id="b-force"))
     assert env.service.get_deployment_status("b-hang").status is Status.CANCELLED
@@ -151,7 +152,7 @@ def test_auto_rollback_after_a_failed_deployment(floy_env: FloyEnv) -> None:
     assert floy_env.deploy("1.0.0", ids, "a-v1", batch_size="2").status is Status.COMPLETED
     # a third instance nothing answers for: its deploy fails (unreachable)
     gone = "hello-9"
-    floy_env.store.add_instances([InstanceSpec(gone, "hello", "127.0.0.1", free_port(), {})])
+    floy_env.store.instances.add([InstanceSpec(gone, "hello", "127.0.0.1", free_port(), {})])
     host_vars = floy_env.settings.inventory_dir / "host_vars"
     host_vars.mkdir(exist_ok=True)
     (host_vars / f"{gone}.yml").write_text(yaml.safe_dump(
@@ -181,11 +182,11 @@ def test_drift_is_reported_not_overwritten(floy_env: FloyEnv) -> None:
     checks = {c.instance_id: c for c in floy_env.service.refresh_versions("hello")}
     assert checks[ids[0]].drift and checks[ids[0]].observed_version == "1.0.0"
     assert not checks[ids[1]].drift
-    record = floy_env.store.get_instances([ids[0]])[ids[0]]
+    record = floy_env.store.instances.get([ids[0]])[ids[0]]
     assert record.version == "2.0.0" and record.observed_version == "1.0.0" and record.drift
     time.sleep(0.01)
     adopted = {c.instance_id: c for c in floy_env.service.refresh_versions("hello", adopt=True)}
     assert adopted[ids[0]].adopted
-    assert floy_env.store.get_instances([ids[0]])[ids[0]].version == "1.0.0"
+    assert floy_env.store.instances.get([ids[0]])[ids[0]].version == "1.0.0"
     assert floy_env.service.get_service_instance_versions("hello").version_summary == {
         "1.0.0": 1, "2.0.0": 1}

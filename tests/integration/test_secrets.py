@@ -23,7 +23,8 @@ from orchestrator.models import DeployParams, Status
 from orchestrator.store import Store
 from sample.packages import package_name, stop_apps
 from sample.pkgserver import PackageServer, Pki
-from tests.integration.conftest import FloyEnv, make_env
+from tests.helpers.floyenv import FloyEnv, make_env
+from tests.helpers.store import table_counts
 
 pytestmark = pytest.mark.integration
 SECRET = "floy-test-token-6f1c9a2e8b7d4c30"
@@ -59,7 +60,7 @@ def test_wal_and_shm_are_owner_only(tmp_path: Path) -> None:
     home = tmp_path / "fresh"
     store = Store.open(f"sqlite:///{home / 'floy.db'}")
     try:
-        store.counts()  # a connection stays open: the WAL and SHM exist
+        table_counts(store)  # a connection stays open: the WAL and SHM exist
         for name in ("floy.db", "floy.db-wal", "floy.db-shm"):
             path = home / name
             assert path.exists(), name

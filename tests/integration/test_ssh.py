@@ -21,7 +21,8 @@ import yaml
 
 from orchestrator.models import DeployParams, InstanceRollbackParams, Status
 from sample.packages import stop_apps
-from tests.integration.conftest import FloyEnv, make_env
+from tests.helpers.floyenv import FloyEnv, make_env
+from tests.helpers.wait import wait_until
 from tests.integration.sshd import Sshd, cmdline, live_pids, running_sshd, sshd, tcp_clients
 
 __all__ = ["sshd"]  # the session's sshd fixture, imported for pytest
@@ -178,10 +179,13 @@ def test_cancel_over_ssh_leaves_nothing_running(
         assert env.wait("base").status is Status.COMPLETED
         start(env, "9.0.0-hang", ids, "c-1", timeout=120, retry_count=0, batch_size="1")
         env.wait_in_flight("c-1")
-        time.sleep(1.5)  # the restart command of hello-1 hangs now, run by sshd's session
-        running = leftovers(env, sshd, "c-1", ids)
-        assert any(f"floy-hang-{ids[0]}" in line for line in running), running
-        assert any("sshd session" in line for line in running), running
+
+        def hanging() -> list[str] | None:  # the restart command of hello-1 hangs now
+            running = leftovers(env, sshd, "c-1", ids)
+            return running if any(f"floy-hang-{ids[0]}" in line for line in running) else None
+
+        running = wait_until(hanging, 30, f"the hanging restart of {ids[0]}")
+        assert any("sshd session" in line for line in running), running  # run by sshd
         began = time.monotonic()
         result = env.service.cancel_deployment("c-1")
         took = time.monotonic() - began
@@ -196,12 +200,17 @@ def test_cancel_over_ssh_leaves_nothing_running(
             "not started")
         # Nothing of the run may survive, on the controller or behind sshd; idle
         # ControlPersist masters are checked below. Give remote cleanup a moment.
-        deadline = time.monotonic() + 5
-        while (left := leftovers(env, sshd, "c-1", ids, masters=False)) and (
-                time.monotonic() < deadline):
-            time.sleep(0.1)
-        assert left == [], "left behind by a cancel over SSH:\n" + "\n".join(left) + (
-            "\n\n" + ps())
+        left: list[str] = []
+
+        def nothing_left() -> bool:
+            left[:] = leftovers(env, sshd, "c-1", ids, masters=False)
+            return not left
+
+        try:
+            wait_until(nothing_left, 5, "nothing of c-1 left running")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; left behind by a cancel over SSH:\n" + "\n".join(left)
+                                 + "\n\n" + ps()) from None
         # What may stay: this installation's idle ControlPersist master (no session runs
         # through it any more, checked above); it exits by itself after 60 s.
         masters = [line for line in leftovers(env, sshd, "c-1", ids) if "[mux]" in line]

@@ -22,10 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.domain.records import RunInstanceRecord, RunRecord
+from orchestrator.domain.request import RunRequest
 from orchestrator.errors import ConfigError, StoreDataError
 from orchestrator.models import InstanceSpec, Status
-from orchestrator.store import RunInstanceRecord, RunRecord, Store
+from orchestrator.store import Store
 from orchestrator.timefmt import utcnow
+from tests.helpers.store import table_counts
 
 pytestmark = pytest.mark.integration
 FLOY = str(Path(sys.executable).with_name("floy"))
@@ -34,7 +37,7 @@ KILLS = 5
 
 WRITER = textwrap.dedent("""
     import sys
-    from orchestrator.events import InstanceUpdate
+    from orchestrator.domain.events import InstanceUpdate
     from orchestrator.models import Status
     from orchestrator.store import Store
     from orchestrator.timefmt import utcnow
@@ -45,7 +48,7 @@ WRITER = textwrap.dedent("""
     while True:
         i += 1
         now = utcnow()
-        store.apply_updates("w-run", [
+        store.runs.apply_updates("w-run", [
             InstanceUpdate(instance_id, status=Status.IN_PROGRESS, phase=f"step {i}",
                            attempts=i, current_version=f"{i}.0.{n}",
                            error_message="x" * (i % 512), started_at=now,
@@ -62,12 +65,12 @@ WRITER = textwrap.dedent("""
 def seed(url: str) -> None:
     store = Store.open(url)
     ids = [f"w-{n}" for n in range(8)]
-    store.add_instances([InstanceSpec(i, "w", "127.0.0.1", 8000 + n, {})
+    store.instances.add([InstanceSpec(i, "w", "127.0.0.1", 8000 + n, {})
                          for n, i in enumerate(ids)])
     now = utcnow()
     run = RunRecord("w-run", "deploy", "w", "1.0.0", Status.IN_PROGRESS,
-                    {"instances": ids}, "test", now, now)
-    store.create_run(run, [RunInstanceRecord("w-run", i, n, 1, Status.PENDING, "1.0.0")
+                    RunRequest(tuple(ids)), "test", now, now)
+    store.runs.create(run, [RunInstanceRecord("w-run", i, n, 1, Status.PENDING, "1.0.0")
                            for n, i in enumerate(ids)])
     store.close()
 
@@ -75,14 +78,14 @@ def seed(url: str) -> None:
 def attempts(url: str) -> int:
     store = Store.open(url)
     try:
-        loaded = store.get_run_with_members("w-run")
+        loaded = store.runs.with_members("w-run")
         assert loaded is not None
         run, members = loaded
         assert run.status is Status.IN_PROGRESS
         assert len(members) == 8
         values = {m.attempts for m in members}
         assert len(values) == 1, f"one transaction updates all eight: {values}"
-        assert store.counts()["instances"] == 8
+        assert table_counts(store)["instances"] == 8
         return values.pop()
     finally:
         store.close()
@@ -100,7 +103,7 @@ def test_a_killed_writer_never_corrupts_the_database(tmp_path: Path) -> None:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
-        time.sleep(1.0)
+        time.sleep(1.0)  # let it write on: the kill then lands mid-transaction, at no set point
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         assert proc.returncode == -signal.SIGKILL
@@ -261,12 +264,12 @@ def test_an_instance_row_with_malformed_metadata(tmp_path: Path, value: str,
                         '"error": "store_data"', '"table": "instances"', '"key": "w-3"')
     store = Store.open(f"sqlite:///{home / 'floy.db'}")
     try:
-        assert store.get_run("d-2") is None
+        assert store.runs.get("d-2") is None
         with pytest.raises(StoreDataError) as err:
-            store.get_instances(["w-3"])
+            store.instances.get(["w-3"])
         assert (err.value.table, err.value.key, err.value.column) == (
             "instances", "w-3", "metadata_json")
-        assert store.get_instances(["w-2"])["w-2"].metadata == {}, "other rows still read"
+        assert store.instances.get(["w-2"])["w-2"].metadata == {}, "other rows still read"
     finally:
         store.close()
 

@@ -7,15 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import runner
+from orchestrator.ansible import runner
+from orchestrator.ansible.plan import bake, deploy_extravars
+from orchestrator.domain.events import RunnerEvent
+from orchestrator.domain.records import RunInstanceRecord, RunRecord
+from orchestrator.domain.request import RunRequest
+from orchestrator.engine.worker import Worker
 from orchestrator.errors import ValidationError
-from orchestrator.events import RunnerEvent
-from orchestrator.models import InstanceSpec, Status
-from orchestrator.plan import bake, deploy_extravars
-from orchestrator.store import RunInstanceRecord, RunRecord
+from orchestrator.models import DeployParams, InstanceSpec, Status
 from orchestrator.timefmt import utcnow
-from orchestrator.worker import Worker
-from tests.integration.conftest import FloyEnv
+from sample.packages import build_hello_package, sha256_file
+from sample.pkgserver import PackageServer
+from tests.helpers.floyenv import FloyEnv
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +28,7 @@ def payload(marker: Path) -> str:
 
 
 def test_validation_refuses_jinja_in_metadata(floy_env: FloyEnv, tmp_path: Path) -> None:
-    from orchestrator.validation import validate_instance_spec
+    from orchestrator.domain.validation import validate_instance_spec
 
     with pytest.raises(ValidationError) as err:
         validate_instance_spec(InstanceSpec("x-1", "hello", "127.0.0.1", 80,
@@ -36,12 +39,12 @@ def test_validation_refuses_jinja_in_metadata(floy_env: FloyEnv, tmp_path: Path)
 def test_payload_in_metadata_and_version_is_data(floy_env: FloyEnv, tmp_path: Path) -> None:
     marker = tmp_path / "evaluated"
     # Straight into the store: validation is bypassed on purpose.
-    floy_env.store.add_instances([InstanceSpec("hello-1", "hello", "127.0.0.1", 1,
+    floy_env.store.instances.add([InstanceSpec("hello-1", "hello", "127.0.0.1", 1,
                                                {"owner": payload(marker)})])
     now = utcnow()
     run = RunRecord("d-echo", "deploy", "hello", payload(marker), Status.PENDING,
-                    {"package_url": "https://127.0.0.1/" + payload(marker)}, "t", now, now)
-    instances = list(floy_env.store.get_instances(["hello-1"]).values())
+                    RunRequest(("hello-1",), "https://127.0.0.1/" + payload(marker)), "t", now, now)
+    instances = list(floy_env.store.instances.get(["hello-1"]).values())
     settings = dataclasses.replace(floy_env.settings,
                                    playbook_dir=Path(__file__).parent.parent / "fixtures")
     plan = bake(settings, run, instances, deploy_extravars(run, settings))
@@ -65,11 +68,30 @@ def test_payload_version_through_the_real_deploy_playbook(floy_env: FloyEnv,
     url, _ = floy_env.packages["1.0.0"]
     now = utcnow()
     run = RunRecord("d-evil", "deploy", "hello", payload(marker), Status.PENDING,
-                    {"package_url": url, "instances": ids, "retry_count": 0}, "t", now, now)
-    floy_env.store.create_run(run, [RunInstanceRecord("d-evil", ids[0], 0, 1, Status.PENDING,
+                    RunRequest(tuple(ids), url, retry_count=0), "t", now, now)
+    floy_env.store.runs.create(run, [RunInstanceRecord("d-evil", ids[0], 0, 1, Status.PENDING,
                                                       payload(marker))])
     assert Worker(floy_env.settings, floy_env.store).run("d-evil") is Status.FAILED
     assert not marker.exists(), "Jinja in the version was evaluated"
     status = floy_env.service.get_deployment_status("d-evil")
     assert status.instances[0].status is Status.FAILED
     assert floy_env.current(ids[0]) is None, "nothing was released"
+
+
+def test_a_version_plain_yaml_reads_as_a_number_is_deployed_as_written(
+        floy_env: FloyEnv, package_server: PackageServer) -> None:
+    """ansible-core 2.19 reads ``!unsafe '1.10'`` as the float 1.1: floy must hand Ansible
+    "1.10", so the release, the record and the health check all say 1.10."""
+    path = build_hello_package(package_server.directory, "1.10")
+    ids = floy_env.register(1, prefix="1_000")  # an ID YAML would read as the int 1000
+    floy_env.service.execute_deployment(DeployParams(
+        service="hello", version="1.10", instances=tuple(ids),
+        package_url=package_server.url(path.name), package_sha256=sha256_file(path),
+        deploy_id="d-1.10", retry_count=0))
+    status = floy_env.service.get_deployment_status("d-1.10")
+    assert status.status is Status.COMPLETED, status.instances[0].error_message
+    assert status.instances[0].current_version == "1.10"
+    assert floy_env.current(ids[0]) == "1.10"
+    assert (floy_env.root / "hello" / "1_000-1").is_dir()
+    versions = floy_env.service.get_service_instance_versions("hello")
+    assert versions.version_summary == {"1.10": 1}

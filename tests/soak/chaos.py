@@ -25,7 +25,7 @@ import yaml
 from orchestrator.errors import ConflictError, NotFoundError, ValidationError
 from orchestrator.models import BatchRollbackParams, DeployParams, InstanceRollbackParams
 from sample.packages import stop_apps
-from tests.integration.conftest import FloyEnv
+from tests.helpers.floyenv import FloyEnv
 from tests.soak.faults import FILL_NAME, Faults, SmallDisk, SoakPostgres
 from tests.soak.invariants import Checker, Violation, load
 from tests.soak.procs import installation_parts, kill
@@ -312,7 +312,7 @@ class Soak:
         package URL; now and then a version never installed, which must be refused."""
         common: set[str] | None = None
         for instance in instances:
-            done = {e["version"] for e in self.env.store.release_history(instance)}
+            done = {e["version"] for e in self.env.store.history.releases(instance)}
             common = done if common is None else common & done
         choices = sorted(common or ())
         if choices and self.rng.random() < 0.85:
@@ -322,9 +322,12 @@ class Soak:
 
     # -- reading ----------------------------------------------------------------------------
     def _observe(self) -> None:
-        """floy's read path for every unfinished run (the status read recovers lost runs)."""
+        """floy's read path for every unfinished run, then the reaper (what every worker
+        runs at its start, and ``floy reap``): reads never close a lost run."""
         for run_id in self._unfinished():
             self._call("status", self.env.service.get_deployment_status, run_id)
+        if self._unfinished():
+            self._call("reap", lambda _: self.env.service.reap_stale_runs(), None)
 
     def _unfinished(self) -> list[str]:
         try:
@@ -334,7 +337,7 @@ class Soak:
             return []
 
     def _free(self, service: str) -> list[str]:
-        busy = self.env.store.busy_runs(self.services[service])
+        busy = self.env.store.leases.lock_holders(self.services[service])
         return [i for i in self.services[service] if i not in busy]
 
     def _call(self, what: str, fn: Callable[[Any], Any], arg: Any) -> Any:

@@ -27,11 +27,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import runner
-from orchestrator import schema as t
-from orchestrator.recovery import STOP_GRACE_SECONDS, UNCLAIMED_GRACE_SECONDS
+from orchestrator.ansible import runner
+from orchestrator.ansible.processes import STOP_GRACE_SECONDS
+from orchestrator.engine.reaper import UNCLAIMED_GRACE_SECONDS
+from orchestrator.store import schema as t
 from orchestrator.timefmt import parse_time, utcnow
-from tests.integration.conftest import FloyEnv
+from tests.helpers.floyenv import FloyEnv
 from tests.soak.procs import installation_parts
 
 # A run whose lease expired is closed by the next floy call (the driver makes one every

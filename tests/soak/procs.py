@@ -4,7 +4,7 @@ Everything is matched by this installation's own paths (its home, its runs direc
 instance root) or by run IDs unique to the soak, the way ``FloyEnv.leftovers`` does, so
 tests running side by side never see, nor kill, each other's processes:
 
-- ``worker``: ``python -m orchestrator.worker RUN_ID`` whose stdout is ``<home>/logs/``;
+- ``worker``: ``python -m orchestrator.engine.worker RUN_ID`` whose stdout is ``<home>/logs/``;
 - ``ansible_playbook``: argv holds ``<runs_dir>/RUN_ID/floy-vars.yml`` and its parent's
   does not; ``fork``: the same argv, child of that ansible-playbook (Ansible's workers);
 - ``module``: ``AnsiballZ_floy_release.py`` run by the interpreter under one of those
@@ -116,7 +116,7 @@ def installation_parts(home: Path, root: Path, run_prefix: str) -> list[Part]:
         if pid in marked:
             kind = "fork" if marked.get(proc.ppid) == marked[pid] else "ansible_playbook"
             parts.append(Part(kind, marked[pid], proc))
-        elif b"orchestrator.worker" in argv and proc.stdout.startswith(logs):
+        elif b"orchestrator.engine.worker" in argv and proc.stdout.startswith(logs):
             parts.append(Part("worker", proc.argv[-1].decode(errors="replace"), proc))
         elif b"AnsiballZ_floy_release" in argv and (
                 _descends(proc, marked, procs)

@@ -26,7 +26,8 @@ from pathlib import Path
 from orchestrator.models import DeployParams, DeployStatus
 from sample.packages import build_hello_package, package_name, sha256_file, stop_apps
 from sample.pkgserver import PackageServer, make_pki
-from tests.integration.conftest import FloyEnv, make_env
+from tests.helpers.floyenv import FloyEnv, make_env
+from tests.helpers.wait import wait_until
 from tests.soak.faults import SmallDisk, SoakPostgres
 from tests.soak.procs import Part, installation_parts, kill, snapshot
 
@@ -68,7 +69,7 @@ class Lab:
     def truth(self, status: DeployStatus) -> str:
         """What floy says next to what the disk says (of the first instance)."""
         member = status.instances[0]
-        record = self.env.store.get_instances([self.instance])[self.instance].version
+        record = self.env.store.instances.get([self.instance])[self.instance].version
         state = json.loads((self.dir / ".floy" / "state.json").read_text())["version"]
         return (f"run {status.status.value}, instance {member.status.value}: "
                 f"{member.error_message[:160]!r}\n    record {record!r}; current -> "
@@ -83,7 +84,7 @@ class Lab:
         assert os.readlink(self.dir / "current") == "releases/2.0.0"
 
     def record_matches_disk(self) -> bool:
-        record = self.env.store.get_instances([self.instance])[self.instance].version
+        record = self.env.store.instances.get([self.instance])[self.instance].version
         return f"releases/{record}" == os.readlink(self.dir / "current")
 
 
@@ -239,7 +240,7 @@ def db_restart_loses_events() -> tuple[bool, str]:
                 service="hello", version="2.0.0", instances=(first, second),
                 package_url=url.replace("/pkgs/", "/slow/2/pkgs/"), package_sha256=sha,
                 deploy_id="r", retry_count=0, timeout=30, batch_size="1"))
-            here.until(f"{first} in progress", lambda: here.env.store.get_run_with_members(
+            here.until(f"{first} in progress", lambda: here.env.store.runs.with_members(
                 "r")[1][0].status.value == "in_progress")  # type: ignore[index]
             data, pg_ctl = str(db.data), str(db.bindir / "pg_ctl")
             db._run(pg_ctl, "-D", data, "-m", "fast", "-w", "stop")
@@ -266,7 +267,7 @@ def db_restart_loses_events() -> tuple[bool, str]:
 
 def pending_instance_released_unseen() -> tuple[bool, str]:
     """The worker dies before it stored the start of a release that then completes on the
-    host (soak seed 123234666, steps 1-3): recovery closes the instance "not started" (it
+    host (soak seed 123234666, steps 1-3): the reaper closes the instance "not started" (it
     was still pending in the store) without probing it. SIGSTOP the worker as soon as its
     ansible-playbook runs, let the release finish, then SIGKILL the worker."""
     with lab() as here:
@@ -277,7 +278,9 @@ def pending_instance_released_unseen() -> tuple[bool, str]:
         here.until("the release done on the host", lambda: os.readlink(
             here.dir / "current") == "releases/2.0.0" and not here.parts("module"))
         kill(worker)
-        status = here.env.wait("r")  # floy's read path: recovers the run
+        # reads never act: the reaper (each worker's start, or `floy reap`) closes the run
+        wait_until(here.env.service.reap_stale_runs, 60, "the reaper to close the run", 0.5)
+        status = here.env.wait("r")
         return here.record_matches_disk(), here.truth(status)
 
 

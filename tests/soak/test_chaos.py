@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import schema
+from orchestrator.domain.records import RunInstanceRecord, RunRecord
+from orchestrator.domain.request import RunRequest
 from orchestrator.models import Status
-from orchestrator.store import RunInstanceRecord, RunRecord
+from orchestrator.store import schema
 from orchestrator.timefmt import utcnow
 from sample.packages import stop_apps
-from tests.integration.conftest import make_env
+from tests.helpers.floyenv import make_env
 from tests.soak import invariants
 from tests.soak.chaos import Soak
 from tests.soak.conftest import DEFAULT_SECONDS, Budget
@@ -65,7 +66,7 @@ def test_the_checker_sees_every_kind_of_violation(
     for instance_id in ids:
         _release(env.root / "hello" / instance_id, "1.0.0")
         _switch(env.root / "hello" / instance_id, "1.0.0", "1.0.0")
-    env.store.record_observations(dict.fromkeys(ids, "1.0.0"), authoritative=True)
+    env.store.instances.record_observations(dict.fromkeys(ids, "1.0.0"), authoritative=True)
     found: list[str] = []
     checker = Checker(env, {"hello": ids, "hola": others}, 3.0, "x-", found.append)
     monkeypatch.setattr(invariants, "LEFTOVER_GRACE_SECONDS", 0.5)
@@ -82,13 +83,13 @@ def test_the_checker_sees_every_kind_of_violation(
     # 1 and 5: a run whose lease expired long ago; a lock held by a finished run
     now = utcnow()
     for run_id, instance_id in (("x-stuck", others[0]), ("x-done", others[1])):
-        env.store.create_run(
+        env.store.runs.create(
             RunRecord(run_id, "deploy", "hola", "2.0.0", Status.PENDING,
-                      {"instances": [instance_id]}, "t", now, now),
+                      RunRequest((instance_id,)), "t", now, now),
             [RunInstanceRecord(run_id, instance_id, 0, 1, Status.PENDING, "2.0.0")])
-    assert env.store.acquire_lease("x-stuck", "gone", -100.0, 1)
-    env.store.finish_members("x-done", Status.FAILED, "failed", [Status.PENDING])
-    env.store.set_run_status("x-done", Status.FAILED, finished=True)
+    assert env.store.leases.acquire("x-stuck", "gone", -100.0, 1)
+    env.store.runs.finish_members("x-done", Status.FAILED, "failed", [Status.PENDING])
+    env.store.runs.set_status("x-done", Status.FAILED, finished=True)
     with env.store.write() as conn:
         conn.execute(schema.instance_locks.insert().values(
             instance_id=others[1], run_id="x-done", locked_at="2026-01-01T00:00:00Z"))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator.display import (
+from orchestrator.cli.display import (
     follow,
     render_checks,
     render_history,
@@ -17,6 +17,7 @@ from orchestrator.display import (
     render_versions,
     safe_text,
 )
+from orchestrator.domain.records import RunSummary, VersionCheck
 from orchestrator.models import (
     DeployStatus,
     InstanceInfo,
@@ -26,7 +27,6 @@ from orchestrator.models import (
     ServiceVersions,
     Status,
 )
-from orchestrator.store import RunSummary, VersionCheck
 
 T0 = datetime(2026, 11, 24, 1, 2, 3, tzinfo=UTC)
 TITLE = "\x1b]0;pwned\x07"  # set the window title

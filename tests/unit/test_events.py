@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.events import FoldState, InstanceUpdate, RunnerEvent, fold_event
+from orchestrator.domain.events import FoldState, InstanceUpdate, RunnerEvent, fold_event
 from orchestrator.models import Status
+from orchestrator.store.rows import update_values
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "events"
 
@@ -98,7 +99,7 @@ def test_event_order_across_serial_batches_is_by_counter() -> None:
 
 
 def test_unreachable_messages_keep_the_telling_ssh_lines() -> None:
-    from orchestrator.events import unreachable_message
+    from orchestrator.domain.events import unreachable_message
 
     banner = (
         "Data could not be sent to remote host \"127.0.0.1\".\r\n"
@@ -137,7 +138,7 @@ def test_an_instance_lost_during_its_release_has_an_unknown_version(
     (update,) = updates
     assert update.status is F and update.version_unknown
     assert update.current_version is None, "the registry is left for the probe to settle"
-    assert update.member_values()["current_version"] == ""
+    assert update_values(update)["current_version"] == ""
     assert "unknown until it is probed" in (update.error_message or "")
     assert state.unknown == {"hello-1"}
 

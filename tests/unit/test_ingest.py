@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from orchestrator.events import FoldState, InstanceUpdate, RunnerEvent
-from orchestrator.ingest import EventSink
+from orchestrator.domain.events import FoldState, InstanceUpdate, RunnerEvent
+from orchestrator.engine.ingest import EventSink
 from orchestrator.models import Status
 
 
-class FlakyStore:
-    """A store seam whose writes fail the first ``failures`` times (a database restart);
+class FlakyRuns:
+    """A runs-repository seam whose writes fail the first ``failures`` times (a database restart);
     it refuses every other call."""
 
     def __init__(self, failures: int) -> None:
@@ -31,14 +31,14 @@ def start(host: str) -> RunnerEvent:
         "host": host, "resolved_action": "floy.release.floy_release"}}
 
 
-def sink_over(store: FlakyStore) -> EventSink:
+def sink_over(store: FlakyRuns) -> EventSink:
     clock = iter(range(1000))
     return EventSink(store, "r1", FoldState.start(["a", "b"]),  # type: ignore[arg-type]
                      interval=0.0, clock=lambda: float(next(clock)))
 
 
 def test_a_failed_write_keeps_the_batch_for_the_next_flush() -> None:
-    store = FlakyStore(failures=1)
+    store = FlakyRuns(failures=1)
     sink = sink_over(store)
     with pytest.raises(ConnectionError):
         sink(start("a"))
@@ -50,7 +50,7 @@ def test_a_failed_write_keeps_the_batch_for_the_next_flush() -> None:
 
 
 def test_flush_within_retries_until_the_store_is_back() -> None:
-    store = FlakyStore(failures=0)
+    store = FlakyRuns(failures=0)
     sink = sink_over(store)
     sink.pending.append(InstanceUpdate("a", status=Status.COMPLETED))
     store.failures = 3
@@ -60,7 +60,7 @@ def test_flush_within_retries_until_the_store_is_back() -> None:
 
 
 def test_flush_within_gives_up_after_its_time() -> None:
-    store = FlakyStore(failures=10_000)
+    store = FlakyRuns(failures=10_000)
     sink = sink_over(store)
     sink.pending.append(InstanceUpdate("a", status=Status.COMPLETED))
     with pytest.raises(ConnectionError):

@@ -8,11 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.inventory import Unsafe, dump_yaml, render_inventory, unsafe_tree, write_atomic
+from orchestrator.ansible.inventory import (
+    Unsafe,
+    dump_yaml,
+    render_inventory,
+    unsafe_tree,
+    write_atomic,
+)
+from orchestrator.ansible.plan import bake, deploy_extravars
+from orchestrator.domain.batching import batch_numbers, batch_sizes
+from orchestrator.domain.records import InstanceRecord, RunRecord
+from orchestrator.domain.request import RunRequest
 from orchestrator.models import Status
-from orchestrator.plan import bake, batch_numbers, batch_sizes, deploy_extravars
 from orchestrator.settings import load_settings
-from orchestrator.store import InstanceRecord, RunRecord
 
 PAYLOAD = "{{ lookup('pipe', 'touch /tmp/pwned') }}"
 
@@ -82,10 +90,9 @@ def test_batch_sizes_follow_ansible_serial(size: str, total: int, expected: list
 def test_bake_deploy_plan(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path / "home", environ={"FLOY_CA_BUNDLE": "/ca.pem"})
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    run = RunRecord("d-1", "deploy", "hello", "2.0.0", Status.PENDING, {
-        "package_url": "https://127.0.0.1/pkgs/x.tar.gz", "package_sha256": "",
-        "timeout": 30, "retry_count": 1, "batch_size": "25%", "max_failures": 2,
-        "instances": ["a-1"]}, "me", now, now)
+    run = RunRecord("d-1", "deploy", "hello", "2.0.0", Status.PENDING, RunRequest(
+        ("a-1",), "https://127.0.0.1/pkgs/x.tar.gz", timeout=30, retry_count=1,
+        batch_size="25%", max_failures=2), "me", now, now)
     extravars = deploy_extravars(run, settings)
     plan = bake(settings, run, [_instance("a-1")], extravars)
     assert plan.playbook == settings.playbook_dir / "deploy.yml"

@@ -1,4 +1,7 @@
-"""The store over a real SQLite file."""
+"""The store over a real SQLite file: what only SQLite has (owner-only files, WAL, an
+unwritable directory, migrations from floy 0.1, damaged files and rows). The contract both
+backends keep (registry, runs, locks, leases, history, views, the injected clock) runs on
+SQLite and PostgreSQL in tests/integration/test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ConfigError, ConflictError, ExitCode, StoreDataError
-from orchestrator.events import InstanceUpdate
+from orchestrator.domain.records import RunInstanceRecord, RunRecord
+from orchestrator.domain.request import RunRequest
+from orchestrator.errors import ConfigError, ExitCode, StoreDataError
 from orchestrator.models import InstanceSpec, Status
-from orchestrator.store import RunInstanceRecord, RunRecord, Store
+from orchestrator.store import Store
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -21,12 +25,12 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store.open(f"sqlite:///{tmp_path / 'data' / 'floy.db'}")
-    s.add_instances([InstanceSpec(f"i-{n}", "svc", "127.0.0.1", 9000 + n, {}) for n in range(3)])
+    s.instances.add([InstanceSpec(f"i-{n}", "svc", "127.0.0.1", 9000 + n, {}) for n in range(3)])
     return s
 
 
 def _run(run_id: str, ids: list[str]) -> tuple[RunRecord, list[RunInstanceRecord]]:
-    run = RunRecord(run_id, "deploy", "svc", "2.0", Status.PENDING, {"instances": ids}, "t",
+    run = RunRecord(run_id, "deploy", "svc", "2.0", Status.PENDING, RunRequest(tuple(ids)), "t",
                     NOW, NOW)
     members = [RunInstanceRecord(run_id, i, n, n + 1, Status.PENDING, "2.0")
                for n, i in enumerate(ids)]
@@ -40,59 +44,6 @@ def test_files_are_owner_only_and_wal(tmp_path: Path, store: Store) -> None:
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
-def test_reopen_keeps_data_and_schema(tmp_path: Path, store: Store) -> None:
-    again = Store.open(f"sqlite:///{tmp_path / 'data' / 'floy.db'}")
-    assert again.counts()["instances"] == 3
-
-
-def test_busy_instance_is_a_conflict_and_nothing_is_stored(store: Store) -> None:
-    store.create_run(*_run("r1", ["i-0", "i-1"]))
-    before = store.counts()
-    with pytest.raises(ConflictError, match="i-1 is busy in run r1"):
-        store.create_run(*_run("r2", ["i-2", "i-1"]))
-    assert store.counts() == before
-    store.set_run_status("r1", Status.COMPLETED, finished=True)
-    store.create_run(*_run("r2", ["i-2", "i-1"]))
-
-
-def test_duplicate_registration_conflicts_unless_replaced(store: Store) -> None:
-    with pytest.raises(ConflictError):
-        store.add_instances([InstanceSpec("i-0", "svc", "127.0.0.2", 1, {})])
-    store.add_instances([InstanceSpec("i-0", "svc", "127.0.0.2", 1, {"a": "b"})], replace=True)
-    assert store.get_instances(["i-0"])["i-0"].host == "127.0.0.2"
-    with pytest.raises(ConflictError, match="belongs to service svc"):
-        store.add_instances([InstanceSpec("i-0", "other", "h", 1, {})], replace=True)
-
-
-def test_updates_move_versions_and_history(store: Store) -> None:
-    store.create_run(*_run("r1", ["i-0"]))
-    store.apply_updates("r1", [InstanceUpdate("i-0", status=Status.COMPLETED,
-                                              current_version="2.0", completed_at=NOW,
-                                              release={"version": "2.0", "package_url": "u",
-                                                       "sha256": ""})])
-    inst = store.get_instances(["i-0"])["i-0"]
-    assert inst.version == "2.0" and inst.last_heartbeat is not None
-    assert store.release_history("i-0")[0]["version"] == "2.0"
-    _run_record, members = store.get_run_with_members("r1")  # type: ignore[misc]
-    assert members[0].status is Status.COMPLETED and members[0].current_version == "2.0"
-
-
-def test_lease_is_exclusive_until_it_expires(store: Store) -> None:
-    store.create_run(*_run("r1", ["i-0"]))
-    assert store.acquire_lease("r1", "a", 30, 1)
-    assert not store.acquire_lease("r1", "b", 30, 2)
-    assert store.renew_lease("r1", "a", 30)
-    assert not store.renew_lease("r1", "b", 30)
-    assert store.acquire_lease("r1", "a", -1, 1)  # expire it
-    assert store.acquire_lease("r1", "b", 30, 2)
-
-
-def test_paging_and_version_filter(store: Store) -> None:
-    page, total = store.query_instances("svc", "", 2, 1)
-    assert total == 3 and [p.instance_id for p in page] == ["i-1", "i-2"]
-    assert store.query_instances("svc", "9.9", 10, 0) == ([], 0)
 
 
 def test_unwritable_directory_is_a_clear_config_error(tmp_path: Path) -> None:
@@ -153,45 +104,11 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
             " PRIMARY KEY (run_id, instance_id));"
         )
     store = Store.open(f"sqlite:///{db}")
-    assert store.get_instances(["i-1"])["i-1"].observed_version is None
+    assert store.instances.get(["i-1"])["i-1"].observed_version is None
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version FROM floy_schema").fetchone()[0] == 3
         cols = {r[1] for r in conn.execute("PRAGMA table_info(run_instances)")}
         assert {"package_url", "package_sha256"} <= cols
-
-
-def test_members_keep_their_rollback_package(store: Store) -> None:
-    run, members = _run("r1", ["i-0"])
-    members = [RunInstanceRecord("r1", "i-0", 0, 1, Status.PENDING, "1.0",
-                                 package_url="https://p/x.tgz", package_sha256="ab" * 32)]
-    store.create_run(run, members)
-    _loaded, got = store.get_run_with_members("r1")  # type: ignore[misc]
-    assert (got[0].package_url, got[0].package_sha256) == ("https://p/x.tgz", "ab" * 32)
-
-
-def test_take_over_hands_locks_to_the_new_run(store: Store) -> None:
-    store.create_run(*_run("d1", ["i-0", "i-1"]))
-    follow, members = _run("d1-rollback", ["i-0"])
-    store.create_run(follow, members, take_over_from="d1")
-    assert store.busy_runs(["i-0", "i-1"]) == {"i-0": "d1-rollback", "i-1": "d1"}
-    assert store.get_run("d1").rollback_run_id == "d1-rollback"  # type: ignore[union-attr]
-    store.set_run_status("d1", Status.FAILED, finished=True)
-    assert store.busy_runs(["i-0", "i-1"]) == {"i-0": "d1-rollback"}
-
-
-def test_stale_runs_are_found_by_expired_lease(store: Store) -> None:
-    import dataclasses
-
-    from orchestrator.timefmt import utcnow
-
-    run, members = _run("r1", ["i-0"])
-    store.create_run(dataclasses.replace(run, created_at=utcnow()), members)
-    assert store.stale_runs(pending_grace=3600) == []
-    assert [r.run_id for r in store.stale_runs(pending_grace=-1)] == ["r1"]  # never claimed
-    store.acquire_lease("r1", "w", 30, 1)
-    assert store.stale_runs(pending_grace=-1) == []
-    store.acquire_lease("r1", "w", -5, 1)  # the worker stopped renewing
-    assert [r.run_id for r in store.stale_runs(pending_grace=3600)] == ["r1"]
 
 
 def test_a_version_1_database_lacking_a_table_is_refused_before_migrating(
@@ -256,32 +173,32 @@ def _corrupt(tmp_path: Path, statement: str) -> None:
 def test_malformed_metadata_names_table_row_and_column(tmp_path: Path, store: Store,
                                                        value: str, problem: str) -> None:
     _corrupt(tmp_path, f"UPDATE instances SET metadata_json = {value} WHERE instance_id = 'i-1'")
-    for read in (lambda: store.get_instances(["i-1"]), lambda: store.service_instances("svc"),
-                 lambda: store.query_instances("svc", "", 10, 0)):
+    for read in (lambda: store.instances.get(["i-1"]), lambda: store.instances.of_service("svc"),
+                 lambda: store.instances.page("svc", "", 10, 0)):
         with pytest.raises(StoreDataError) as err:
             read()
         assert str(err.value) == (
             f"the database is damaged: table instances, row 'i-1', column metadata_json: "
             f"{problem}; fix that row, or restore the database from a backup")
-    assert store.get_instances(["i-0", "i-2"]).keys() == {"i-0", "i-2"}
+    assert store.instances.get(["i-0", "i-2"]).keys() == {"i-0", "i-2"}
 
 
 def test_malformed_run_rows_name_their_table_and_key(tmp_path: Path, store: Store) -> None:
-    store.create_run(*_run("r1", ["i-0"]))
+    store.runs.create(*_run("r1", ["i-0"]))
     _corrupt(tmp_path, "UPDATE run_instances SET started_at = 'soon' WHERE run_id = 'r1'")
     with pytest.raises(StoreDataError) as err:
-        store.get_run_with_members("r1")
+        store.runs.with_members("r1")
     assert (err.value.table, err.value.key, err.value.column) == (
         "run_instances", "r1/i-0", "started_at")
-    assert store.get_run("r1") is not None
+    assert store.runs.get("r1") is not None
     _corrupt(tmp_path, "UPDATE runs SET status = 'lost' WHERE run_id = 'r1'")
-    for read in (lambda: store.get_run("r1"), lambda: store.run_summaries("svc", 10)):
+    for read in (lambda: store.runs.get("r1"), lambda: store.history.runs("svc", 10)):
         with pytest.raises(StoreDataError, match="table runs, row 'r1', column status: 'lost' "
                            "is not a status"):
             read()
     _corrupt(tmp_path, "UPDATE runs SET status = 'pending', updated_at = ''")
     with pytest.raises(StoreDataError, match="column updated_at: '' is not an RFC 3339 time"):
-        store.get_run("r1")
+        store.runs.get("r1")
 
 
 def test_store_data_error_fields_and_json() -> None:

@@ -8,18 +8,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import ValidationError
-from orchestrator.events import FoldState, InstanceUpdate, RunnerEvent, fold_event
-from orchestrator.models import (
-    BatchRollbackParams,
-    DeployParams,
-    InstanceQueryParams,
-    InstanceRollbackParams,
-    InstanceSpec,
-    Status,
-)
-from orchestrator.probe import observe
-from orchestrator.validation import (
+from orchestrator.ansible.probe import observe
+from orchestrator.domain.events import FoldState, InstanceUpdate, RunnerEvent, fold_event
+from orchestrator.domain.validation import (
     NAME_PATTERN,
     reject_control_characters,
     reject_template_syntax,
@@ -43,6 +34,15 @@ from orchestrator.validation import (
     validate_retry_count,
     validate_sha256,
     validate_timeout,
+)
+from orchestrator.errors import ValidationError
+from orchestrator.models import (
+    BatchRollbackParams,
+    DeployParams,
+    InstanceQueryParams,
+    InstanceRollbackParams,
+    InstanceSpec,
+    Status,
 )
 
 URL = "https://packages.example.com/user-service/v1.2.3.tar.gz"

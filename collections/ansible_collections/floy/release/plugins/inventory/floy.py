@@ -23,6 +23,8 @@ description:
   - Needs nothing but Python for SQLite stores (C(sqlite:///...) URLs, read-only). Other
     database URLs (PostgreSQL) need SQLAlchemy and the database driver on the controller.
   - The source file name must end with C(floy.yml) or C(floy.yaml).
+  - Reads the tables directly, so it knows the store's schema versions it was written for
+    (1 to 3) and refuses a store at any other version with an error naming it.
 author: floy contributors
 options:
   plugin:
@@ -64,7 +66,23 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin
 from ansible.utils.unsafe_proxy import wrap_var
 
-_COLUMNS = ("instance_id", "service", "host", "port", "version", "metadata_json")
+# What this plugin reads of floy's store, straight from its tables so that the controller
+# needs no floy code: orchestrator/store/schema.py is the definition, and
+# tests/unit/collection/test_inventory_schema.py fails when it changes and this does not.
+#: Schema versions (floy_schema.version, the number of migrations applied) this plugin was
+#: written for: the instances columns below exist, with these meanings, in each of them.
+SCHEMA_VERSIONS = (1, 2, 3)
+#: The table holding the schema version, in its row with id 1.
+VERSION_TABLE = "floy_schema"
+VERSION_COLUMN = "version"
+INSTANCES_TABLE = "instances"
+INSTANCE_COLUMNS = ("instance_id", "service", "host", "port", "version", "metadata_json")
+
+VERSION_QUERY = "SELECT %s FROM %s WHERE id = 1" % (VERSION_COLUMN, VERSION_TABLE)
+INSTANCES_QUERY = "SELECT %s FROM %s ORDER BY service, instance_id" % (
+    ", ".join(INSTANCE_COLUMNS),
+    INSTANCES_TABLE,
+)
 
 
 def sqlite_path(url):
@@ -75,6 +93,17 @@ def sqlite_path(url):
     return rest.split("?", 1)[0]
 
 
+def check_schema_version(version, where):
+    """Refuse a store whose schema version this plugin was not written for."""
+    if isinstance(version, bool) or version not in SCHEMA_VERSIONS:
+        raise AnsibleParserError(
+            "floy store %s is at schema version %r, which the floy.release inventory plugin "
+            "does not know (it reads versions %s): use the collection that comes with the "
+            "floy that wrote the store"
+            % (where, version, ", ".join(str(v) for v in SCHEMA_VERSIONS))
+        )
+
+
 def read_sqlite(path):
     """Rows of the instances table of the SQLite store at ``path``, read-only."""
     if not os.path.isfile(path):
@@ -82,10 +111,15 @@ def read_sqlite(path):
     uri = "file:%s?mode=ro" % os.path.abspath(path).replace("?", "%3f").replace("#", "%23")
     conn = sqlite3.connect(uri, uri=True, timeout=10)
     try:
-        cursor = conn.execute(
-            "SELECT %s FROM instances ORDER BY service, instance_id" % ", ".join(_COLUMNS)
-        )
-        return [dict(zip(_COLUMNS, row)) for row in cursor.fetchall()]
+        try:
+            row = conn.execute(VERSION_QUERY).fetchone()
+        except sqlite3.OperationalError as exc:
+            raise AnsibleParserError(
+                "%s is not a floy store (no schema version: %s)" % (path, to_native(exc))
+            )
+        check_schema_version(row[0] if row else None, path)
+        cursor = conn.execute(INSTANCES_QUERY)
+        return [dict(zip(INSTANCE_COLUMNS, row)) for row in cursor.fetchall()]
     finally:
         conn.close()
 
@@ -101,12 +135,9 @@ def read_sqlalchemy(url):
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            result = conn.execute(
-                sa.text(
-                    "SELECT %s FROM instances ORDER BY service, instance_id" % ", ".join(_COLUMNS)
-                )
-            )
-            return [dict(zip(_COLUMNS, row)) for row in result]
+            check_schema_version(conn.execute(sa.text(VERSION_QUERY)).scalar(), redact(url))
+            result = conn.execute(sa.text(INSTANCES_QUERY))
+            return [dict(zip(INSTANCE_COLUMNS, row)) for row in result]
     finally:
         engine.dispose()
 

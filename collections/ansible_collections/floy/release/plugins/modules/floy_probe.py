@@ -51,7 +51,10 @@ releases:
   elements: str
   returned: always
 incomplete:
-  description: Directories under C(releases/) with no completion record.
+  description:
+    - Names under C(releases/) that are not complete releases, by floy_release's rule (a
+      complete release has both its record and its directory, a real one, not a symlink).
+    - Names starting with C(.) (temporary names) are never listed.
   type: list
   elements: str
   returned: always
@@ -65,87 +68,68 @@ busy:
   returned: always
 """
 
-import fcntl
-import json
 import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.floy.release.plugins.module_utils.floy_orphans import (
+from ansible_collections.floy.release.plugins.module_utils.floy_layout import (
+    LOCK_WAIT,
+    InstanceLayout,
+    complete_record,
+    lock_shared,
+    read_current,
+    read_json,
+    release_names,
+)
+from ansible_collections.floy.release.plugins.module_utils.floy_process_groups import (
     stop_orphaned_restart,
 )
 
 
-def read_json(path):
-    """A JSON object from ``path``, or {} when absent or unreadable."""
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-# A release still running on the instance (e.g. cleaning up after a cancel over SSH, where
-# the controller cannot wait for it) holds the instance lock: wait for it, within bounds.
-LOCK_WAIT = 45.0
-
-
-def wait_for_release(instance_dir, limit=LOCK_WAIT):
+def wait_for_release(layout, limit=LOCK_WAIT):
     """Seconds spent waiting for the instance lock (shared); None if it stayed held."""
-    path = os.path.join(instance_dir, ".floy", "lock")
-    if not os.path.exists(path):
-        return 0.0
     started = time.monotonic()
-    fd = os.open(path, os.O_RDONLY)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                # No release holds the instance: a restart command left by one that died
-                # is stopped now (while the lock keeps a new release from starting).
-                stop_orphaned_restart(instance_dir)
-                return round(time.monotonic() - started, 3)
-            except OSError:
-                if time.monotonic() - started >= limit:
-                    return None
-                time.sleep(0.1)
+        fd = lock_shared(layout, limit)
+    except FileNotFoundError:
+        return 0.0  # no lock file: no release ever ran here
+    if fd is None:
+        return None
+    try:
+        # No release holds the instance: a restart command left by one that died is
+        # stopped now (while the lock keeps a new release from starting).
+        stop_orphaned_restart(layout.restart_record_path, layout.instance_dir)
+        return round(time.monotonic() - started, 3)
     finally:
         os.close(fd)
 
 
 def probe(instance_dir):
-    """Everything the module reports about one instance directory."""
-    result = dict(exists=os.path.isdir(instance_dir), current_version="", state={},
+    """Everything the module reports about one instance directory.
+
+    ``current``, complete and incomplete mean what floy_release means by them
+    (module_utils/floy_layout): the probe never reports a release it would not reuse.
+    """
+    layout = InstanceLayout(instance_dir)
+    result = dict(exists=os.path.isdir(layout.instance_dir), current_version="", state={},
                   releases=[], incomplete=[], waited=0.0, busy=False)
     if not result["exists"]:
         return result
-    waited = wait_for_release(instance_dir)
+    waited = wait_for_release(layout)
     result["waited"] = waited if waited is not None else LOCK_WAIT
     result["busy"] = waited is None
-    current = os.path.join(instance_dir, "current")
-    if os.path.islink(current):
-        target = os.readlink(current)
-        if os.path.isdir(os.path.join(instance_dir, target)):
-            result["current_version"] = os.path.basename(target.rstrip("/"))
-    result["state"] = read_json(os.path.join(instance_dir, ".floy", "state.json"))
-    records = os.path.join(instance_dir, ".floy", "releases")
-    releases_dir = os.path.join(instance_dir, "releases")
-    complete = []
-    if os.path.isdir(records):
-        for name in os.listdir(records):
-            version = name[: -len(".json")]
-            # Complete, as floy_release means it: a record and its directory (the record
-            # is written first, so a release killed in between has only the record).
-            if name.endswith(".json") and os.path.isdir(os.path.join(releases_dir, version)):
-                data = read_json(os.path.join(records, name)) or {}
-                complete.append((str(data.get("installed_at", "")), version))
+    # The name as found on disk: the controller validates what hosts report.
+    result["current_version"] = read_current(layout)[1]
+    result["state"] = read_json(layout.state_path) or {}
+    complete, incomplete = [], []
+    for name in release_names(layout):
+        record = complete_record(layout, name)
+        if record is None:
+            incomplete.append(name)
+        else:
+            complete.append((str(record.get("installed_at", "")), name))
     result["releases"] = [version for _, version in sorted(complete)]
-    if os.path.isdir(releases_dir):
-        result["incomplete"] = sorted(
-            name for name in os.listdir(releases_dir)
-            if not name.startswith(".") and name not in result["releases"]
-        )
+    result["incomplete"] = sorted(incomplete)
     return result
 
 

@@ -218,14 +218,10 @@ timings:
 # Ansible modules put the documentation first; the imports follow (hence E402).
 # Stdlib only, and Python 3.8 compatible: this runs on the target's interpreter.
 import contextlib  # noqa: E402
-import datetime  # noqa: E402
 import errno  # noqa: E402
-import fcntl  # noqa: E402
 import http.client  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
-import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -247,26 +243,48 @@ from ansible_collections.floy.release.plugins.module_utils.floy_download import 
     download,
     safe_url,
 )
-from ansible_collections.floy.release.plugins.module_utils.floy_orphans import (  # noqa: E402
+from ansible_collections.floy.release.plugins.module_utils.floy_layout import (  # noqa: E402
+    LOCK_WAIT,
+    NAME_RE,
+    TMP_PREFIX,
+    InstanceLayout,
+    NotASymlink,
+    clear_leftovers,
+    complete_record,
+    exchange_paths,
+    fsync_dir,
+    is_complete,
+    keep_state_before,
+    link_target,
+    lock_exclusive,
+    make_directories,
+    read_current,
+    read_json,
+    read_record,
+    release_names,
+    remove_path,
+    restore_state_before,
+    switch_current,
+    utc_now,
+    write_json_atomic,
+    write_record,
+)
+from ansible_collections.floy.release.plugins.module_utils.floy_process_groups import (  # noqa: E402
     clear_restart,
+    kill_group,
     record_restart,
     stop_orphaned_restart,
 )
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-TMP_PREFIX = ".floy-"
 HEALTH_POLL = 0.5
 HEALTH_FAST_POLL = 0.1
-KILL_GRACE = 3.0
 # After a failed release the previous one is restarted even though the deadline
 # has passed: getting the old version serving again matters more.
 RECOVERY_BUDGET = 30.0
 # Caps on what one package may unpack to (operator-settable; see DOCUMENTATION).
 DEFAULT_MAX_UNPACKED_BYTES = 4 << 30
 DEFAULT_MAX_ARCHIVE_ENTRIES = 100000
-# How long to wait for the instance lock held by a release that is still cleaning up.
-LOCK_WAIT = 45.0
 
 
 class ReleaseError(Exception):
@@ -344,81 +362,6 @@ def _ignore_signal(signum, frame):
     """Swallow a signal (reset to the default in any program this process execs)."""
 
 
-def utc_now():
-    """RFC 3339 UTC timestamp with a Z suffix."""
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def write_json_atomic(path, data):
-    """Write JSON to ``path`` through a temp file, fsync and rename."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(directory)
-
-
-def fsync_dir(directory):
-    """Make a rename in ``directory`` durable."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def read_json(path):
-    """Parsed JSON object at ``path``, or None if missing or unreadable."""
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def remove_path(path):
-    """Remove a file, symlink or directory tree; ignore a missing path."""
-    if not path:
-        return
-    if os.path.islink(path) or os.path.isfile(path):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    elif os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def exchange_paths(a, b):
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError, ImportError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    if rc != 0:
-        err = ctypes.get_errno()
-        if err in (errno.EINVAL, errno.ENOSYS, errno.EPERM):
-            return False
-        raise OSError(err, os.strerror(err), a)
-    return True
-
-
 class Release:
     """One release of one instance; ``run`` returns the result dict or raises ReleaseError."""
 
@@ -428,18 +371,10 @@ class Release:
         self.p = p
         self.started = time.monotonic()
         self.deadline = self.started + p["timeout"]
-        self.instance_dir = os.path.abspath(p["instance_dir"])
-        self.releases_dir = os.path.join(self.instance_dir, "releases")
-        self.shared_dir = os.path.join(self.instance_dir, "shared")
-        self.meta_dir = os.path.join(self.instance_dir, ".floy")
-        self.records_dir = os.path.join(self.meta_dir, "releases")
-        self.current_link = os.path.join(self.instance_dir, "current")
-        self.state_path = os.path.join(self.meta_dir, "state.json")
-        # the temp prefix: a copy left by a killed release is removed under the next lock
-        self.old_state_path = os.path.join(self.meta_dir, TMP_PREFIX + "state-before.json")
+        self.layout = InstanceLayout(p["instance_dir"])
         self.version = p["version"]
-        self.release_dir = os.path.join(self.releases_dir, self.version)
-        self.record_path = os.path.join(self.records_dir, self.version + ".json")
+        self.release_dir = self.layout.release_dir(self.version)
+        self.record_path = self.layout.record_path(self.version)
         self.phase = "validate"
         self.phase_started = self.started
         self.timings = {}
@@ -494,46 +429,16 @@ class Release:
     # -- host state ------------------------------------------------------------------
 
     def read_current(self):
-        """(raw link target or None, version it names or "")."""
-        try:
-            target = os.readlink(self.current_link)
-        except OSError:
-            return None, ""
-        parts = target.rstrip("/").split("/")
-        if (
-            len(parts) == 2
-            and parts[0] == "releases"
-            and NAME_RE.match(parts[1])
-            and os.path.isdir(os.path.join(self.releases_dir, parts[1]))
-        ):
-            return target, parts[1]
-        return target, ""
-
-    def record_for(self, version):
-        return read_json(os.path.join(self.records_dir, version + ".json"))
-
-    def is_complete(self, version):
-        record = self.record_for(version)
-        path = os.path.join(self.releases_dir, version)
-        return bool(record) and os.path.isdir(path) and not os.path.islink(path)
+        """(raw link target or None, version it names or ""): only a valid name counts."""
+        target, name = read_current(self.layout)
+        return target, (name if NAME_RE.match(name) else "")
 
     def switch_to(self, link_target):
         """Point ``current`` at ``link_target`` atomically (None removes it)."""
-        if link_target is None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.current_link)
-            return
-        if os.path.isdir(self.current_link) and not os.path.islink(self.current_link):
-            raise ReleaseError("%s is a directory, not a symlink" % self.current_link)
-        tmp = os.path.join(self.instance_dir, "%scurrent-%d" % (TMP_PREFIX, os.getpid()))
-        remove_path(tmp)
-        os.symlink(link_target, tmp)
         try:
-            os.replace(tmp, self.current_link)
-        except OSError:
-            remove_path(tmp)
-            raise
-        fsync_dir(self.instance_dir)
+            switch_current(self.layout, link_target)
+        except NotASymlink as exc:
+            raise ReleaseError(exc.msg) from None
 
     # -- phases ----------------------------------------------------------------------
 
@@ -581,46 +486,29 @@ class Release:
         try:
             self._prepare_dirs()
         except OSError as exc:
-            raise ReleaseError("cannot prepare %s: %s" % (self.instance_dir, exc)) from None
+            raise ReleaseError("cannot prepare %s: %s" % (self.layout.instance_dir, exc)) from None
 
     def _prepare_dirs(self):
-        for path in (
-            self.instance_dir,
-            self.releases_dir,
-            self.shared_dir,
-            self.meta_dir,
-            self.records_dir,
-        ):
-            os.makedirs(path, mode=0o755, exist_ok=True)
-        self.lock_fd = os.open(os.path.join(self.meta_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        make_directories(self.layout)
         # floy never runs two releases on one instance at once, so a held lock is a release
         # that was cancelled or killed and is still cleaning up (switching back): wait a bit.
-        waited_until = time.monotonic() + min(LOCK_WAIT, max(0.0, self.remaining()))
-        while True:
-            try:
-                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                if time.monotonic() >= waited_until:
-                    raise ReleaseError(
-                        "another floy release is still running on %s (waited %d s)"
-                        % (self.instance_dir, LOCK_WAIT),
-                        retryable=True,
-                    ) from None
-                time.sleep(0.2)
+        self.lock_fd = lock_exclusive(self.layout, min(LOCK_WAIT, max(0.0, self.remaining())))
+        if self.lock_fd is None:
+            raise ReleaseError(
+                "another floy release is still running on %s (waited %d s)"
+                % (self.layout.instance_dir, LOCK_WAIT),
+                retryable=True,
+            )
         # Under the lock: a restart command a killed release left running is stopped, and
         # anything with the temp prefix is left over from a killed run.
-        stop_orphaned_restart(self.instance_dir)
-        for directory in (self.releases_dir, self.instance_dir, self.records_dir, self.meta_dir):
-            for name in os.listdir(directory):
-                if name.startswith(TMP_PREFIX):
-                    remove_path(os.path.join(directory, name))
+        stop_orphaned_restart(self.layout.restart_record_path, self.layout.instance_dir)
+        clear_leftovers(self.layout)
 
     def fetch(self, url, expected_sha):
         """Download ``url`` to a temp file in releases/; return (path, sha256)."""
         p = self.p
         fd, tmp = tempfile.mkstemp(
-            prefix=TMP_PREFIX + "pkg-", suffix=".tar.gz", dir=self.releases_dir
+            prefix=TMP_PREFIX + "pkg-", suffix=".tar.gz", dir=self.layout.releases_dir
         )
         self.temp_paths.append(tmp)
         where = safe_url(url)
@@ -653,7 +541,7 @@ class Release:
 
     def unpack(self, archive):
         """Unpack ``archive`` into a new temp dir in releases/ and return its path."""
-        dest = tempfile.mkdtemp(prefix=TMP_PREFIX + "unpack-", dir=self.releases_dir)
+        dest = tempfile.mkdtemp(prefix=TMP_PREFIX + "unpack-", dir=self.layout.releases_dir)
         self.temp_paths.append(dest)
         try:
             with deadline_timer(self.remaining(), lambda: "unpacking"):
@@ -680,7 +568,7 @@ class Release:
         undo = {
             "created": True,
             "displaced": None,
-            "old_record": self.record_for(self.version),
+            "old_record": read_record(self.layout, self.version),
             "exchanged": False,
         }
         is_current = self.read_current()[1] == self.version
@@ -689,7 +577,7 @@ class Release:
             # `current` never dangles, and keep the old tree until success.
             if (
                 is_current
-                and self.is_complete(self.version)
+                and is_complete(self.layout, self.version)
                 and exchange_paths(unpacked, self.release_dir)
             ):
                 undo["displaced"] = unpacked
@@ -697,7 +585,8 @@ class Release:
                 self.write_record_or_undo(sha, url, undo)
                 return undo
             displaced = os.path.join(
-                self.releases_dir, "%sold-%s-%d" % (TMP_PREFIX, self.version, os.getpid())
+                self.layout.releases_dir,
+                "%sold-%s-%d" % (TMP_PREFIX, self.version, os.getpid()),
             )
             os.rename(self.release_dir, displaced)
             if undo["old_record"]:
@@ -708,7 +597,7 @@ class Release:
         # The record first, then the directory: killed in between, a record without its
         # directory is simply not complete, and no releases/<version> is ever without one.
         try:
-            self.write_record(sha, url)
+            write_record(self.layout, self.version, url, sha)
             os.rename(unpacked, self.release_dir)
         except OSError:
             if undo["displaced"]:
@@ -722,26 +611,15 @@ class Release:
         self.temp_paths.remove(unpacked)
         if undo["displaced"]:
             self.temp_paths.append(undo["displaced"])
-        fsync_dir(self.releases_dir)
+        fsync_dir(self.layout.releases_dir)
         return undo
 
     def write_record_or_undo(self, sha, url, undo):
         try:
-            self.write_record(sha, url)
+            write_record(self.layout, self.version, url, sha)
         except OSError:
             self.undo_install(undo)
             raise
-
-    def write_record(self, sha, url):
-        write_json_atomic(
-            self.record_path,
-            {
-                "version": self.version,
-                "package_url": url,
-                "sha256": sha,
-                "installed_at": utc_now(),
-            },
-        )
 
     def undo_install(self, undo):
         """Remove the release this run installed; put back what it displaced."""
@@ -775,7 +653,7 @@ class Release:
         command = self.p["restart_command"]
         if not command:
             return
-        release_dir = os.path.join(self.releases_dir, version)
+        release_dir = self.layout.release_dir(version)
         env = dict(os.environ)
         # floy tags the processes of a run so it can wait for them after a cancel; the
         # service started here is not part of the run and must not carry the tag.
@@ -786,13 +664,13 @@ class Release:
                 "FLOY_INSTANCE_ID": self.p["instance_id"],
                 "FLOY_VERSION": version,
                 "FLOY_PORT": str(self.p["port"]),
-                "FLOY_INSTANCE_DIR": self.instance_dir,
+                "FLOY_INSTANCE_DIR": self.layout.instance_dir,
                 "FLOY_RELEASE_DIR": release_dir,
-                "FLOY_SHARED_DIR": self.shared_dir,
+                "FLOY_SHARED_DIR": self.layout.shared_dir,
                 "FLOY_PYTHON": sys.executable,
             }
         )
-        log_path = os.path.join(self.shared_dir, "floy-restart.log")
+        log_path = self.layout.restart_log_path
         with open(log_path, "ab") as log:
             log.write(
                 ("--- %s floy restart of %s in %s\n" % (utc_now(), version, release_dir)).encode()
@@ -810,9 +688,9 @@ class Release:
             )
         try:
             # If this module dies while the command runs, the next release or probe on
-            # the instance stops what is left of its group (module_utils/floy_orphans).
+            # the instance stops what is left of its group (module_utils/floy_process_groups).
             with contextlib.suppress(OSError):
-                record_restart(self.meta_dir, proc.pid)
+                record_restart(self.layout.restart_record_path, proc.pid)
             rc = proc.wait(timeout=max(0.01, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             kill_group(proc)
@@ -823,7 +701,7 @@ class Release:
             kill_group(proc)
             raise
         finally:
-            clear_restart(self.meta_dir)
+            clear_restart(self.layout.restart_record_path)
         if rc != 0:
             # A failed (or killed) restart command may have left children in its group
             # (what it was starting): this release is going back, so nothing of it stays.
@@ -883,7 +761,7 @@ class Release:
         except (OSError, ReleaseError) as exc:
             return "%s; switching back to %s failed: %s" % (why, old_version or "nothing", exc)
         with contextlib.suppress(OSError):
-            self.restore_state()
+            restore_state_before(self.layout, self.state_written)
         if undo is not None and undo["exchanged"]:
             self.undo_install(undo)
             undo = None
@@ -909,14 +787,14 @@ class Release:
     def prune(self, keep_versions):
         """Remove old releases beyond keep_releases; return the versions removed."""
         entries = []
-        for name in os.listdir(self.releases_dir):
-            path = os.path.join(self.releases_dir, name)
-            if name.startswith(TMP_PREFIX) or not NAME_RE.match(name) or os.path.islink(path):
+        for name in release_names(self.layout):
+            path = self.layout.release_dir(name)
+            if not NAME_RE.match(name) or os.path.islink(path):
                 continue
             if not os.path.isdir(path) or name in keep_versions:
                 continue
-            record = self.record_for(name)
-            entries.append(((record or {}).get("installed_at", ""), name, bool(record)))
+            record = complete_record(self.layout, name)
+            entries.append(((record or {}).get("installed_at", ""), name, record is not None))
         entries.sort(reverse=True)
         budget = max(0, self.p["keep_releases"] - len(keep_versions))
         removed = []
@@ -924,8 +802,8 @@ class Release:
             if complete and budget > 0:
                 budget -= 1
                 continue
-            remove_path(os.path.join(self.releases_dir, name))
-            remove_path(os.path.join(self.records_dir, name + ".json"))
+            remove_path(self.layout.release_dir(name))
+            remove_path(self.layout.record_path(name))
             removed.append(name)
         return removed
 
@@ -935,13 +813,13 @@ class Release:
         p = self.p
         self.validate()
         self.prepare_dirs()
-        state = read_json(self.state_path) or {}
+        state = read_json(self.layout.state_path) or {}
         old_target, old_version = self.read_current()
         self.current_version = old_version
         self.previous_version = state.get("previous_version", "") or ""
         expected_sha = p["package_sha256"]
-        record = self.record_for(self.version)
-        complete = self.is_complete(self.version)
+        record = read_record(self.layout, self.version)
+        complete = is_complete(self.layout, self.version)
         sha_ok = not expected_sha or (record or {}).get("sha256") == expected_sha
         reuse = complete and sha_ok and p["reuse_release"] and not p["force"]
         if reuse:
@@ -983,10 +861,10 @@ class Release:
             self.changed = True
 
         self.enter("switch")
-        new_target = "releases/" + self.version
+        new_target = link_target(self.version)
         try:
             if old_version != self.version:
-                self.keep_old_state()
+                keep_state_before(self.layout)
                 self.switch_to(new_target)
                 self.changed = True
         except (OSError, ReleaseError) as exc:
@@ -1045,7 +923,7 @@ class Release:
                     back, old_version, undo, "cannot record the release: %s" % exc.strerror
                 )) from None
             # it already names this release (written right after the switch)
-        remove_path(self.old_state_path)
+        remove_path(self.layout.state_before_path)
         if undo is not None and undo["displaced"]:
             remove_path(undo["displaced"])
         self.enter("prune")
@@ -1062,31 +940,17 @@ class Release:
         """Record in state.json that this version is current."""
         p = self.p
         write_json_atomic(
-            self.state_path,
+            self.layout.state_path,
             {
                 "version": self.version,
                 "previous_version": previous_version,
                 "deploy_id": p["deploy_id"],
                 "package_url": p["package_url"]
-                or (self.record_for(self.version) or {}).get("package_url", ""),
+                or (read_record(self.layout, self.version) or {}).get("package_url", ""),
                 "sha256": self.sha256,
                 "updated_at": utc_now(),
             },
         )
-
-    def keep_old_state(self):
-        """Keep the current state.json under another name (a hard link: no new space)."""
-        remove_path(self.old_state_path)
-        with contextlib.suppress(FileNotFoundError):
-            os.link(self.state_path, self.old_state_path)
-
-    def restore_state(self):
-        """After switching back: state.json as it was before this release (a rename)."""
-        if os.path.exists(self.old_state_path):
-            os.replace(self.old_state_path, self.state_path)
-        elif self.state_written:  # there was none before this release wrote one
-            remove_path(self.state_path)
-        fsync_dir(self.meta_dir)
 
     def run_same_version(self, state):
         """``current`` already is this complete version: check health, restart if needed."""
@@ -1129,48 +993,9 @@ class Release:
             )
             state.setdefault("previous_version", self.previous_version)
             state.setdefault("package_url", p["package_url"])
-            write_json_atomic(self.state_path, state)
+            write_json_atomic(self.layout.state_path, state)
         self.enter("done")
         return self.result("restarted %s, healthy again" % self.version)
-
-
-def kill_group(proc):
-    """SIGTERM, then SIGKILL, the process group of ``proc`` and reap it."""
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, KILL_GRACE)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        end = time.monotonic() + grace
-        while time.monotonic() < end:
-            proc.poll()
-            if not group_alive(proc.pid):
-                break
-            time.sleep(0.05)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=1)
-
-
-def group_alive(pgid):
-    """Whether any non-zombie process is left in process group ``pgid``."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as fh:
-                fields = fh.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        # fields: state ppid pgrp ...
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
 
 
 def log_tail(path, lines=5):

@@ -1,0 +1,59 @@
+"""``floy deploy``: start a deployment and follow it."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli.app import EXIT_CODES_HELP, Context, emit_json, follow, instance_ids, pass_ctx
+from orchestrator.service.ids import generated_id
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("service")
+@click.argument("version")
+@click.option("--url", "package_url", required=True, help="HTTPS URL of the package (.tar.gz).")
+@click.option("-i", "--instance", "instances", multiple=True,
+              help="Instance ID (repeat, or comma-separated). Without -i: every instance of "
+                   "SERVICE; a -i naming none is an error.")
+@click.option("--sha256", "package_sha256", default="", help="Expected sha256 of the package.")
+@click.option("--deploy-id", default="", help="Run ID (default: generated). Re-submitting the "
+              "same ID with the same parameters returns the existing run.")
+@click.option("--timeout", type=int, default=300, show_default=True,
+              help="Seconds allowed per instance attempt.")
+@click.option("--retries", "retry_count", type=int, default=3, show_default=True,
+              help="Retries of a failed instance before it counts as failed.")
+@click.option("--batch-size", default="1", show_default=True,
+              help="Instances per serial batch: a count or a percentage (25%).")
+@click.option("--max-failures", type=int, default=0, show_default=True,
+              help="Failed instances tolerated; once exceeded, no further batch starts.")
+@click.option("--auto-rollback", is_flag=True,
+              help="If the deployment fails, roll the instances it switched back to their "
+                   "previous version (a linked rollback run).")
+@click.option("--detach", is_flag=True, help="Return at once instead of following the run.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the spec's DeployResult and return at once.")
+@pass_ctx
+def deploy(c: Context, service: str, version: str, package_url: str, instances: tuple[str, ...],
+           package_sha256: str, deploy_id: str, timeout: int, retry_count: int, batch_size: str,
+           max_failures: int, auto_rollback: bool, detach: bool, as_json: bool) -> None:
+    """Deploy VERSION of SERVICE from an HTTPS package, in serial batches."""
+    from orchestrator.models import DeployParams
+
+    ids = instance_ids(c, service, instances)
+    params = DeployParams(
+        service=service, version=version, instances=ids, package_url=package_url,
+        deploy_id=deploy_id or generated_id("deploy", service, version),
+        timeout=timeout, retry_count=retry_count, batch_size=batch_size,
+        max_failures=max_failures, package_sha256=package_sha256, auto_rollback=auto_rollback,
+    )
+    result = c.service.execute_deployment(params)
+    if detach or as_json:
+        if as_json:
+            emit_json(result.to_dict())
+        else:
+            click.echo(f"deployment {result.deploy_id} started: {result.total_instances} "
+                       f"instance(s); follow with: floy status {result.deploy_id} --watch")
+        return
+    click.echo(f"deploying {service} {version} to {len(ids)} instance(s) in batches of "
+               f"{batch_size} (run {result.deploy_id})")
+    follow(c, result.deploy_id, then_rollback=auto_rollback)

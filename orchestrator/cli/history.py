@@ -1,0 +1,23 @@
+"""``floy history``: a service's deployments and rollbacks."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli.app import EXIT_CODES_HELP, Context, emit_json, pass_ctx
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("service")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of runs.")
+@pass_ctx
+def history(c: Context, service: str, limit: int, as_json: bool) -> None:
+    """Deployments and rollbacks of SERVICE: who, when, which version, outcome."""
+    from orchestrator.cli import display
+
+    runs = c.service.history(service, limit)
+    if as_json:
+        emit_json([r.to_dict() for r in runs])
+    else:
+        click.echo(display.render_history(service, runs))

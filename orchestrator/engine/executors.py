@@ -1,0 +1,76 @@
+"""Executors hand a recorded run to a worker. The service only sees the protocol
+(:class:`orchestrator.engine.Executor`).
+
+- :class:`ProcessExecutor` (the default) starts a detached worker process that outlives the
+  caller: ``execute_deployment`` returns at once and the run goes on if the CLI exits.
+- :class:`InlineExecutor` carries the run in the calling thread (for embedding and tests).
+
+Both probe in the calling process (a probe is a short read-only playbook).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from orchestrator.ansible.probe import probe_instances
+from orchestrator.domain.records import InstanceRecord, Observation
+from orchestrator.engine.worker import Worker
+from orchestrator.errors import ExecutionError
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+
+
+class _LocalWork:
+    """What both executors do in the calling process: close unclaimed cancels, probe."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.worker = Worker(settings, store)
+
+    def close_unclaimed(self, run_id: str) -> None:
+        """Close a run cancelled before any worker claimed it."""
+        self.worker.close_unclaimed(run_id)
+
+    def probe(self, service: str, instances: Sequence[InstanceRecord]) -> dict[str, Observation]:
+        """Run the probe playbook over ``instances`` here."""
+        return probe_instances(self.settings, service, instances)
+
+
+class ProcessExecutor(_LocalWork):
+    """Runs each run in its own detached ``python -m orchestrator.engine.worker`` process."""
+
+    def log_path(self, run_id: str) -> Path:
+        """Where the worker of ``run_id`` writes its log."""
+        return self.settings.home / "logs" / f"{run_id}.log"
+
+    def submit(self, run_id: str) -> None:
+        """Start the worker; it takes the run's lease itself."""
+        log_file = self.log_path(run_id)
+        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            with open(log_file, "ab") as out:
+                proc = subprocess.Popen(
+                    [self.settings.python, "-m", "orchestrator.engine.worker", run_id],
+                    stdin=subprocess.PIPE,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # outlives the caller and its Ctrl-C
+                    close_fds=True,
+                    cwd=str(self.settings.playbook_dir.parent),
+                )
+        except OSError as exc:
+            raise ExecutionError(f"could not start a worker: {exc}") from exc
+        assert proc.stdin is not None
+        proc.stdin.write(self.settings.to_json().encode())
+        proc.stdin.close()
+
+
+class InlineExecutor(_LocalWork):
+    """Carries each run synchronously in the caller's thread."""
+
+    def submit(self, run_id: str) -> None:
+        """Carry the run to its end before returning."""
+        self.worker.run(run_id)

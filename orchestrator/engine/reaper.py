@@ -1,0 +1,101 @@
+"""The reaper: runs whose worker died do not stay ``in_progress`` forever.
+
+A run is stale when its lease expired (the worker stopped renewing it: killed, machine
+gone) or when no worker claimed it in time. Reads never reap (a status only reports a stale
+run as such). Who reaps, and when:
+
+- every worker process, at its start: every stale run;
+- a command that needs instance locks (deploy, both rollbacks): the stale runs holding
+  those instances, before it records its own run;
+- ``cancel``: the run it cancels, when that run is stale.
+
+The reaper takes the run's lease itself (so only one process reaps a run), stops the
+orphaned ansible-playbook of the run on this machine (it ignores SIGHUP and would go on
+deploying), and closes the run as :func:`orchestrator.domain.closing.after_worker_lost`
+says: every instance whose outcome the store cannot know is probed and its disk recorded,
+the ones never started are cancelled, and the run ends failed with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable
+
+from orchestrator.ansible.processes import stop_run
+from orchestrator.domain.closing import after_worker_lost
+from orchestrator.domain.records import RunRecord
+from orchestrator.engine.lease import owner_name
+from orchestrator.engine.settle import Probe, apply_closing
+from orchestrator.models import Status
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+from orchestrator.timefmt import format_time
+
+log = logging.getLogger(__name__)
+
+# A run no worker has claimed after this long is taken as lost (a worker claims within
+# a second of being started).
+UNCLAIMED_GRACE_SECONDS = 60.0
+
+
+def lost_reason(run: RunRecord) -> str:
+    """Why a stale run is taken as lost (the start of its error message)."""
+    if run.lease_expires_at is not None:
+        return (f"worker lost: its lease expired at {format_time(run.lease_expires_at)} "
+                f"(worker {run.lease_owner or '?'}, pid {run.worker_pid or '?'})")
+    return "worker lost: no worker claimed the run"
+
+
+class Reaper:
+    """Closes stale runs truthfully."""
+
+    def __init__(self, settings: Settings, store: Store, probe: Probe) -> None:
+        self.settings = settings
+        self.store = store
+        self.probe = probe
+
+    def reap(self, run_ids: Iterable[str] | None = None) -> list[str]:
+        """Reap every stale run (only among ``run_ids`` when given); returns the IDs of the
+        runs this call closed."""
+        reaped = []
+        for run in self.store.leases.stale(UNCLAIMED_GRACE_SECONDS, run_ids):
+            owner = owner_name("reaper")
+            if not self.store.leases.acquire(run.run_id, owner,
+                                             self.settings.lease_seconds * 4, os.getpid()):
+                continue  # another process got there first, or it finished meanwhile
+            try:
+                self.close(run)
+                reaped.append(run.run_id)
+            except Exception:
+                log.exception("reaping %s failed", run.run_id)
+        for run_id in reaped:
+            log.warning("run %s lost its worker and was closed as failed", run_id)
+        return reaped
+
+    def reap_holding(self, instance_ids: Iterable[str]) -> list[str]:
+        """Reap the stale runs that hold locks on ``instance_ids`` (a command about to lock
+        them frees what a dead worker left); live runs are left alone."""
+        holders = set(self.store.leases.lock_holders(instance_ids).values())
+        return self.reap(sorted(holders)) if holders else []
+
+    def close(self, run: RunRecord) -> None:
+        """Close one stale run (the caller holds its lease)."""
+        reason = lost_reason(run)
+        same_host = (run.lease_owner or "").split(":", 1)[0] == socket.gethostname()
+        stopped = (stop_run(self.settings, run.run_id)
+                   if same_host or not run.lease_owner else 0)
+        if stopped:
+            reason += f"; stopped {stopped} orphaned ansible process(es)"
+        elif run.lease_owner and not same_host:
+            reason += ("; its ansible-playbook ran on another machine and was not stopped "
+                       "from here")
+        loaded = self.store.runs.with_members(run.run_id)
+        if loaded is None:
+            return
+        closing = after_worker_lost(run, loaded[1], reason)
+        apply_closing(self.probe, self.store, run, closing)
+        self.store.runs.set_status(run.run_id, Status.FAILED, error_message=closing.message,
+                                   finished=True)
+        log.warning("reaped run %s: %s", run.run_id, reason)

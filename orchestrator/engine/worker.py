@@ -1,0 +1,214 @@
+"""The worker: owns one run through a lease in the store and carries it to its end.
+
+Started as ``python -m orchestrator.engine.worker RUN_ID`` (settings arrive as JSON on
+stdin, so a database password never shows in ``ps``), or in-process by the inline executor.
+The store is the single source of truth: progress is written as events arrive, so any
+process can read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import sys
+import time
+
+from orchestrator.ansible import plan as planning
+from orchestrator.ansible import runner
+from orchestrator.ansible.probe import probe_instances
+from orchestrator.domain import closing
+from orchestrator.domain.events import (
+    FoldState,
+    InstanceUpdate,
+)
+from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord
+from orchestrator.engine.autorollback import start_automatic
+from orchestrator.engine.ingest import EventSink
+from orchestrator.engine.lease import LeaseKeeper, owner_name
+from orchestrator.engine.reaper import Reaper
+from orchestrator.engine.settle import Probe, apply_closing
+from orchestrator.models import Status
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+
+log = logging.getLogger(__name__)
+
+Execute = runner.Execute
+# How often the worker reads the store for a cancel request (runner asks every 0.2 s).
+CANCEL_CHECK_SECONDS = 0.25
+# How long the end of a run waits for the store to come back (a database restart) before
+# giving the run up to the reaper.
+STORE_RETRY_SECONDS = 30.0
+
+
+class Worker:
+    """Carries runs: lease, bake, execute, fold events into the store, close."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        execute: Execute = runner.execute,
+        probe: Probe | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.execute = execute
+        self.probe: Probe = probe or functools.partial(probe_instances, settings)
+        self.owner = owner_name()
+
+    def run(self, run_id: str) -> Status | None:
+        """Carry ``run_id`` to its end; None if another worker holds it."""
+        if not self.store.leases.acquire(run_id, self.owner, self.settings.lease_seconds,
+                                         os.getpid()):
+            log.info("run %s is owned by another worker or finished", run_id)
+            return None
+        lease = LeaseKeeper(self.store, run_id, self.owner, self.settings.lease_seconds)
+        lease.start()
+        follow_up: str | None = None
+        try:
+            status, follow_up = self._carry(run_id, lease)
+        except Exception as exc:
+            log.exception("run %s failed inside floy", run_id)
+            self._abort(run_id, f"internal error in the worker: {exc}")
+            status = Status.FAILED
+        finally:
+            lease.close()
+        if follow_up is not None:
+            self.run(follow_up)  # the automatic rollback, carried by this same worker
+        return status
+
+    def _carry(self, run_id: str, lease: LeaseKeeper) -> tuple[Status, str | None]:
+        loaded = self.store.runs.with_members(run_id)
+        if loaded is None:
+            raise LookupError(f"run {run_id} vanished from the store")
+        run, members = loaded
+        if run.cancel_requested_at is not None:
+            return self._close(run, closing.before_start())
+        instances = self.store.instances.get(m.instance_id for m in members)
+        ordered = [instances[m.instance_id] for m in members if m.instance_id in instances]
+        self.store.runs.set_status(run_id, Status.IN_PROGRESS)
+        if run.kind == RunKind.ROLLBACK:
+            plan = planning.bake(self.settings, run, ordered,
+                                 planning.rollback_extravars(run, self.settings),
+                                 planning.rollback_host_vars(members))
+        else:
+            plan = planning.bake(self.settings, run, ordered,
+                                 planning.deploy_extravars(run, self.settings))
+
+        by_id = {m.instance_id: m for m in members}
+        sink = EventSink(
+            self.store.runs,
+            run_id,
+            FoldState.start(
+                [m.instance_id for m in members],
+                package_url=run.request.package_url,
+                sha256=run.request.package_sha256,
+            ),
+            # a rollback's instances each have their own package
+            transform=(lambda u: _with_member_package(u, by_id))
+            if run.kind == RunKind.ROLLBACK else None,
+        )
+        checks = {"next": 0.0}
+
+        def should_cancel() -> bool:
+            sink.flush_if_due()  # runner polls every 0.2 s: keeps status fresh when quiet
+            if lease.lost.is_set():
+                return True
+            now = time.monotonic()
+            if now < checks["next"]:
+                return False
+            checks["next"] = now + CANCEL_CHECK_SECONDS
+            return self.store.runs.cancel_requested(run_id)
+
+        try:
+            outcome = self.execute(plan, sink, should_cancel)
+        finally:
+            # A database restart during the run left updates pending: they go in first.
+            sink.flush_within(max(STORE_RETRY_SECONDS, self.settings.lease_seconds))
+        log.info("run %s: ansible-playbook ended %s (rc=%s) after %.1f s, %d events", run_id,
+                 outcome.status, outcome.rc, outcome.seconds, outcome.events)
+        loaded = self.store.runs.with_members(run_id)
+        assert loaded is not None
+        if outcome.cancelled:
+            reason = "worker lost its lease" if lease.lost.is_set() else "cancelled on request"
+            return self._close(run, closing.after_cancel(loaded[1], reason))
+        end = closing.PlaybookEnd(outcome.status, outcome.rc, outcome.stdout_tail,
+                                  stats_seen=sink.state.finished)
+        return self._close(run, closing.after_playbook(run, loaded[1], end))
+
+    def _close(self, run: RunRecord, how: closing.Closing) -> tuple[Status, str | None]:
+        """End the run as ``how`` says; a failed deployment with ``auto_rollback`` records
+        its automatic rollback, whose ID is returned for this worker to carry next."""
+        apply_closing(self.probe, self.store, run, how)
+        status, message, follow_up = how.status, how.message, None
+        if status is None:
+            loaded = self.store.runs.with_members(run.run_id)
+            assert loaded is not None
+            status, message = closing.verdict(loaded[1], how.playbook)
+            if (status is Status.FAILED and run.kind == RunKind.DEPLOY
+                    and run.request.auto_rollback):
+                follow_up, note = start_automatic(
+                    self.store, run, loaded[1],
+                    allowed_hosts=self.settings.allowed_package_hosts)
+                message += f"; {note}"
+        self.store.runs.set_status(run.run_id, status, error_message=message, finished=True)
+        return status, follow_up
+
+    def close_unclaimed(self, run_id: str) -> None:
+        """Close a run cancelled before any worker claimed it, under its lease so that no
+        worker starts it meanwhile; a run not cancelled is handed back untouched."""
+        if not self.store.leases.acquire(run_id, self.owner, self.settings.lease_seconds,
+                                         os.getpid()):
+            return  # a worker claimed it: that worker sees the cancel
+        run = self.store.runs.get(run_id)
+        if run is not None and run.cancel_requested_at is not None:
+            self._close(run, closing.before_start())
+        else:
+            self.store.leases.release(run_id, self.owner)
+
+    def _abort(self, run_id: str, reason: str) -> None:
+        try:
+            run = self.store.runs.get(run_id)
+            if run is not None:
+                self._close(run, closing.after_crash(reason))
+        except Exception:
+            log.exception("could not record the failure of %s", run_id)
+
+
+def _with_member_package(
+    update: InstanceUpdate, members: dict[str, RunInstanceRecord]
+) -> InstanceUpdate:
+    member = members.get(update.instance_id)
+    if update.release is None or member is None:
+        return update
+    release = dict(update.release)
+    release["package_url"] = member.package_url or release.get("package_url", "")
+    release["sha256"] = member.package_sha256 or release.get("sha256", "")
+    return dataclasses.replace(update, release=release)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of a detached worker process."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m orchestrator.engine.worker RUN_ID  (settings JSON on stdin)",
+              file=sys.stderr)
+        return 2
+    settings = Settings.from_json(sys.stdin.read())
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = Store.open(settings.db_url)
+    try:
+        worker = Worker(settings, store)
+        Reaper(settings, store, worker.probe).reap()  # each worker reaps at its start
+        status = worker.run(args[0])
+    finally:
+        store.close()
+    return 0 if status in (Status.COMPLETED, None) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

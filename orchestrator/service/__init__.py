@@ -1,0 +1,229 @@
+"""The DeployService: the spec's three interfaces over a store and an executor.
+
+This package is the single composition root used by the CLI and the Python API (and later
+HTTP): :func:`open_service` resolves settings and builds the store and executor;
+:func:`new_deploy_service` takes them injected (the spec's ``NewDeployService``). One class
+answers each interface (:mod:`.deployments`, :mod:`.versions`, :mod:`.rollbacks`), plus
+registration (:mod:`.instances`) and history (:mod:`.history`); :class:`FloyDeployService`
+is the thin facade over them. It never imports click or ansible_runner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.ansible.importer import DEFAULT_TIMEOUT
+from orchestrator.domain.records import RunSummary, VersionCheck
+from orchestrator.engine import Executor
+from orchestrator.models import (
+    BatchRollbackParams,
+    BatchRollbackResult,
+    CancelResult,
+    DeployParams,
+    DeployResult,
+    DeployStatus,
+    InstanceQueryParams,
+    InstanceRollbackParams,
+    InstanceSpec,
+    Progress,
+    RollbackResult,
+    ServiceInstances,
+    ServiceVersions,
+)
+from orchestrator.service.context import Clock, ServiceContext
+from orchestrator.service.deployments import Deployments
+from orchestrator.service.history import Audit
+from orchestrator.service.instances import Registry
+from orchestrator.service.rollbacks import Rollbacks
+from orchestrator.service.versions import Versions
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+from orchestrator.timefmt import utcnow
+
+
+class DeployExecutor(Protocol):
+    """Start, watch and cancel deployments (spec section 2)."""
+
+    def execute_deployment(self, params: DeployParams) -> DeployResult: ...
+    def get_deployment_status(self, deploy_id: str) -> DeployStatus: ...
+    def cancel_deployment(self, deploy_id: str) -> CancelResult: ...
+
+
+class VersionManager(Protocol):
+    """Which version every instance runs, and the instances themselves (spec section 3)."""
+
+    def get_service_instance_versions(self, service: str) -> ServiceVersions: ...
+    def get_service_instances(self, params: InstanceQueryParams) -> ServiceInstances: ...
+
+
+class RollbackManager(Protocol):
+    """Roll instances back (spec section 4)."""
+
+    def rollback_instance(self, params: InstanceRollbackParams) -> RollbackResult: ...
+    def rollback_batch(self, params: BatchRollbackParams) -> BatchRollbackResult: ...
+
+
+class DeployService(DeployExecutor, VersionManager, RollbackManager, Protocol):
+    """All three interfaces (spec section 5)."""
+
+
+class FloyDeployService:
+    """The implementation; build it with :func:`new_deploy_service` or :func:`open_service`."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        executor: Executor,
+        database: Store,
+        settings: Settings,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.ctx = ServiceContext(logger, executor, database, settings, clock)
+        self.deployments = Deployments(self.ctx)
+        self.versions = Versions(self.ctx)
+        self.rollbacks = Rollbacks(self.ctx, self.deployments)
+        self.registry = Registry(self.ctx)
+        self.audit = Audit(self.ctx)
+
+    @property
+    def store(self) -> Store:
+        """The store the service reads and writes."""
+        return self.ctx.store
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the service was built with."""
+        return self.ctx.settings
+
+    @property
+    def cancel_wait_seconds(self) -> float:
+        """How long ``cancel_deployment`` waits for the run to stop (30 s by default)."""
+        return self.deployments.cancel_wait_seconds
+
+    @cancel_wait_seconds.setter
+    def cancel_wait_seconds(self, seconds: float) -> None:
+        self.deployments.cancel_wait_seconds = seconds
+
+    # -- DeployExecutor -----------------------------------------------------------------
+    def execute_deployment(self, params: DeployParams) -> DeployResult:
+        """Validate, record and start a deployment; returns at once (status pending)."""
+        return self.deployments.execute_deployment(params)
+
+    def get_deployment_status(self, deploy_id: str) -> DeployStatus:
+        """Status of a deployment or rollback run, with one entry per instance."""
+        return self.deployments.get_deployment_status(deploy_id)
+
+    def cancel_deployment(self, deploy_id: str) -> CancelResult:
+        """Cancel a run and wait (bounded) until it has stopped."""
+        return self.deployments.cancel_deployment(deploy_id)
+
+    # -- VersionManager -----------------------------------------------------------------
+    def get_service_instance_versions(self, service: str) -> ServiceVersions:
+        """The version every instance of ``service`` runs, as last recorded."""
+        return self.versions.get_service_instance_versions(service)
+
+    def get_service_instances(self, params: InstanceQueryParams) -> ServiceInstances:
+        """A page of a service's instances, optionally only those on one version."""
+        return self.versions.get_service_instances(params)
+
+    # -- RollbackManager -----------------------------------------------------------------
+    def rollback_instance(self, params: InstanceRollbackParams) -> RollbackResult:
+        """Roll one instance back to a version it once ran (or to a given package)."""
+        return self.rollbacks.rollback_instance(params)
+
+    def rollback_batch(self, params: BatchRollbackParams) -> BatchRollbackResult:
+        """Roll several instances of a service back, in serial batches."""
+        return self.rollbacks.rollback_batch(params)
+
+    # -- beyond the spec: version truth, history, registration ----------------------------
+    def refresh_versions(self, service: str, adopt: bool = False) -> list[VersionCheck]:
+        """Probe every instance of ``service`` and report drift from the record."""
+        return self.versions.refresh_versions(service, adopt)
+
+    def history(self, service: str, limit: int = 50) -> list[RunSummary]:
+        """Deployments and rollbacks of ``service``, newest first (the audit trail)."""
+        return self.audit.history(service, limit)
+
+    def reap_stale_runs(self) -> list[str]:
+        """Close every run whose worker is gone (what each worker does at its start);
+        returns the IDs of the runs closed. Reads never do this."""
+        return self.ctx.reaper.reap()
+
+    def worker_pid(self, run_id: str) -> int | None:
+        """The process ID of the worker carrying ``run_id``, if any."""
+        return self.audit.worker_pid(run_id)
+
+    def register_instances(
+        self, specs: Sequence[InstanceSpec], *, replace: bool = False
+    ) -> list[InstanceSpec]:
+        """Validate and register instances (all or none)."""
+        return self.registry.register_instances(specs, replace=replace)
+
+    def import_instances(
+        self,
+        inventory: Path,
+        service: str,
+        group: str = "",
+        port_var: str = "floy_instance_port",
+        meta_vars: Sequence[str] = (),
+        *,
+        replace: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> list[InstanceSpec]:
+        """Register the hosts of an Ansible inventory group as instances of ``service``."""
+        return self.registry.import_instances(inventory, service, group, port_var, meta_vars,
+                                              replace=replace, timeout=timeout)
+
+    def instance_ids(self, service: str) -> tuple[str, ...]:
+        """IDs of every registered instance of ``service``."""
+        return self.registry.instance_ids(service)
+
+
+def new_deploy_service(
+    logger: logging.Logger,
+    executor: Executor,
+    database: Store,
+    settings: Settings,
+    clock: Clock = utcnow,
+) -> FloyDeployService:
+    """Build the DeployService from its injected collaborators (spec ``NewDeployService``)."""
+    return FloyDeployService(logger, executor, database, settings, clock)
+
+
+def open_service(
+    home: str | None = None,
+    db_url: str | None = None,
+    inventory_dir: str | None = None,
+    *,
+    inline: bool = False,
+    logger: logging.Logger | None = None,
+) -> FloyDeployService:
+    """A ready service with the same settings resolution as the CLI.
+
+    ``inline=True`` carries runs in the calling thread (``execute_deployment`` returns when
+    the run has ended); the default starts a detached worker process per run.
+    """
+    from orchestrator.engine.executors import InlineExecutor, ProcessExecutor
+    from orchestrator.settings import load_settings
+
+    settings = load_settings(home, db_url, inventory_dir)
+    store = Store.open(settings.db_url)
+    executor: Executor = (
+        InlineExecutor(settings, store) if inline else ProcessExecutor(settings, store)
+    )
+    return new_deploy_service(logger or logging.getLogger("floy"), executor, store, settings)
+
+
+__all__ = [
+    "DeployExecutor",
+    "DeployService",
+    "FloyDeployService",
+    "Progress",
+    "RollbackManager",
+    "VersionManager",
+    "new_deploy_service",
+    "open_service",
+]

@@ -1,0 +1,180 @@
+"""The spec's DeployExecutor: start a deployment, read its status, cancel it."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from orchestrator.domain import validation
+from orchestrator.domain.batching import batch_numbers
+from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord
+from orchestrator.domain.request import RunRequest
+from orchestrator.engine.reaper import UNCLAIMED_GRACE_SECONDS, lost_reason
+from orchestrator.errors import ConflictError, NotFoundError
+from orchestrator.models import (
+    CancelResult,
+    DeployParams,
+    DeployResult,
+    DeployStatus,
+    InstanceStatus,
+    Status,
+)
+from orchestrator.service.context import ServiceContext
+from orchestrator.service.ids import caller
+from orchestrator.timefmt import parse_time
+
+_STATUSES = {s.value: s for s in Status}
+#: How a status read shows a run whose worker is gone; the next worker, or the next command
+#: that needs its instances, closes it (DESIGN.md section 7: reads never act).
+STALE_NOTE = ("closing: the next floy worker, or the next command that needs its "
+              "instances, closes it and probes its instances")
+
+
+def deploy_request(params: DeployParams) -> RunRequest:
+    """What a deployment was asked to do, as recorded with its run."""
+    return RunRequest(
+        instances=params.instances, package_url=params.package_url,
+        package_sha256=params.package_sha256, timeout=params.timeout,
+        retry_count=params.retry_count, batch_size=params.batch_size,
+        max_failures=params.max_failures, auto_rollback=params.auto_rollback,
+    )
+
+
+def deploy_result(run: RunRecord) -> DeployResult:
+    """The spec's DeployResult of a recorded run."""
+    return DeployResult(
+        deploy_id=run.run_id,
+        service=run.service,
+        version=run.version,
+        status=run.status,
+        total_instances=len(run.request.instances),
+        started_at=run.created_at,
+    )
+
+
+class Deployments:
+    """Start, watch and cancel deployments (spec section 2)."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.cancel_wait_seconds = 30.0
+
+    def execute_deployment(self, params: DeployParams) -> DeployResult:
+        """Validate, record and start a deployment; returns at once (status pending)."""
+        ctx = self.ctx
+        params = validation.validate_deploy_params(params, ctx.settings.allowed_package_hosts)
+        request = deploy_request(params)
+        existing = ctx.idempotent(params.deploy_id, RunKind.DEPLOY, params.service,
+                                  params.version, request)
+        if existing is not None:
+            return deploy_result(existing)
+        instances = ctx.members_of(params.service, params.instances)
+        now = ctx.clock()
+        run = RunRecord(
+            run_id=params.deploy_id,
+            kind=RunKind.DEPLOY,
+            service=params.service,
+            version=params.version,
+            status=Status.PENDING,
+            request=request,
+            created_by=caller(),
+            created_at=now,
+            updated_at=now,
+        )
+        batches = batch_numbers(params.batch_size, len(params.instances))
+        members = [
+            RunInstanceRecord(
+                run_id=run.run_id,
+                instance_id=instance_id,
+                position=position,
+                batch=batches[position],
+                status=Status.PENDING,
+                target_version=params.version,
+                previous_version=instances[instance_id].version,
+                current_version=instances[instance_id].version,
+            )
+            for position, instance_id in enumerate(params.instances)
+        ]
+        return deploy_result(ctx.record_and_submit(run, members))
+
+    def get_deployment_status(self, deploy_id: str) -> DeployStatus:
+        """Status of a deployment or rollback run, with one entry per instance.
+
+        A read never acts: a run whose worker is gone is reported as such (its error
+        message says it is closing) and left for the reaper.
+        """
+        deploy_id = validation.validate_id("deploy_id", deploy_id)
+        loaded = self.ctx.store.views.run_status(deploy_id)
+        if loaded is None:
+            raise NotFoundError("deployment", deploy_id)
+        run, rows = loaded
+        instances = tuple(
+            InstanceStatus(r.instance_id, r.current_version, r.target_version,
+                           _time(r.started_at), _time(r.completed_at), r.error_message,
+                           _STATUSES[r.status], r.attempts, r.phase, r.batch,
+                           r.previous_version)
+            for r in rows
+        )
+        error_message = run.error_message
+        if run.is_stale(self.ctx.clock(), UNCLAIMED_GRACE_SECONDS):
+            error_message = f"{lost_reason(run)}; {STALE_NOTE}"
+        return DeployStatus(
+            deploy_id=run.run_id,
+            service=run.service,
+            version=run.version,
+            status=run.status,
+            progress=DeployStatus.progress_from(instances),
+            instances=instances,
+            started_at=run.created_at,
+            updated_at=run.updated_at,
+            kind=run.kind,
+            error_message=error_message,
+            batch_size=run.request.batch_size,
+            max_failures=run.request.max_failures,
+            rollback_id=run.rollback_run_id or "",
+            finished_at=run.finished_at,
+        )
+
+    def cancel_deployment(self, deploy_id: str) -> CancelResult:
+        """Cancel a deployment or rollback run and wait (bounded) until it has stopped.
+
+        No new batch starts; instances not started end ``cancelled``; instances in flight
+        are stopped, probed and recorded with the version their disk really points at.
+        The result's status is ``cancelled`` once the run has stopped; if it is still
+        stopping when ``cancel_wait_seconds`` have passed, it is ``in_progress`` and
+        ``cancelled_at`` is null (the cancel goes on; ask again with the status call).
+        A run whose worker is gone is reaped here: it ends ``failed`` (a conflict: it had
+        already stopped).
+        """
+        ctx = self.ctx
+        deploy_id = validation.validate_id("deploy_id", deploy_id)
+        ctx.reaper.reap([deploy_id])  # a dead worker's run: closed failed, as the reaper does
+        run = ctx.store.runs.get(deploy_id)
+        if run is None:
+            raise NotFoundError("deployment", deploy_id)
+        if run.finished_at is not None:
+            raise ConflictError(
+                f"run {deploy_id} already finished ({run.status.value}); nothing to cancel",
+                key=deploy_id,
+            )
+        ctx.store.runs.request_cancel(deploy_id)
+        ctx.logger.info("cancel of %s requested", deploy_id)
+        if run.lease_owner is None:
+            ctx.executor.close_unclaimed(deploy_id)
+        deadline = time.monotonic() + self.cancel_wait_seconds
+        while True:
+            run = ctx.store.runs.get(deploy_id)
+            assert run is not None
+            if run.finished_at is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        stopped = run.finished_at is not None
+        return CancelResult(
+            deploy_id=deploy_id,
+            status=run.status,
+            cancelled_at=run.finished_at if stopped else None,
+        )
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else parse_time(value)

@@ -1,0 +1,203 @@
+"""Runs and their instances: recording a run with its instance locks, its progress, its end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from orchestrator.domain.events import InstanceUpdate
+from orchestrator.domain.records import RunInstanceRecord, RunRecord
+from orchestrator.errors import ConflictError
+from orchestrator.models import Status
+from orchestrator.store import schema as t
+from orchestrator.store.database import Database
+from orchestrator.store.history import record_release
+from orchestrator.store.instances import set_version
+from orchestrator.store.rows import (
+    member_record,
+    member_values,
+    run_record,
+    run_values,
+    stamp,
+    update_values,
+)
+from orchestrator.timefmt import parse_time
+
+
+class Runs:
+    """Deployment and rollback runs; every method is one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self,
+        run: RunRecord,
+        members: Sequence[RunInstanceRecord],
+        take_over_from: str | None = None,
+    ) -> None:
+        """Record a run and its instances, and lock those instances, atomically.
+
+        Raises ConflictError if the run ID exists or any instance is busy in another run.
+        ``take_over_from`` hands that run's locks on these instances to the new run in the
+        same transaction (an automatic rollback takes over from its deployment).
+        """
+        try:
+            self._create(run, members, take_over_from)
+        except sa.exc.IntegrityError:
+            # Two writers raced past the checks (possible on PostgreSQL): the primary keys
+            # of runs and instance_locks let exactly one of them in.
+            raise ConflictError(
+                f"run {run.run_id} conflicts with a run recorded at the same moment "
+                "(same ID, or one of its instances)",
+                key=run.run_id,
+            ) from None
+
+    def _create(
+        self,
+        run: RunRecord,
+        members: Sequence[RunInstanceRecord],
+        take_over_from: str | None,
+    ) -> None:
+        now = stamp(run.created_at)
+        ids = [m.instance_id for m in members]
+        with self.db.write() as conn:
+            if conn.execute(
+                sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run.run_id)
+            ).first():
+                raise ConflictError(f"run {run.run_id} already exists", key=run.run_id)
+            if take_over_from is not None:
+                conn.execute(
+                    t.instance_locks.delete().where(
+                        t.instance_locks.c.run_id == take_over_from,
+                        t.instance_locks.c.instance_id.in_(ids),
+                    )
+                )
+                conn.execute(
+                    t.runs.update()
+                    .where(t.runs.c.run_id == take_over_from)
+                    .values(rollback_run_id=run.run_id)
+                )
+            busy = conn.execute(
+                sa.select(t.instance_locks.c.instance_id, t.instance_locks.c.run_id)
+                .where(t.instance_locks.c.instance_id.in_(ids))
+                .order_by(t.instance_locks.c.instance_id)
+            ).first()
+            if busy is not None:
+                raise ConflictError(
+                    f"instance {busy.instance_id} is busy in run {busy.run_id}",
+                    key=busy.instance_id,
+                )
+            conn.execute(t.runs.insert().values(**run_values(run)))
+            conn.execute(t.run_instances.insert(), [member_values(m) for m in members])
+            conn.execute(
+                t.instance_locks.insert(),
+                [{"instance_id": i, "run_id": run.run_id, "locked_at": now} for i in ids],
+            )
+
+    def get(self, run_id: str) -> RunRecord | None:
+        """A run by ID, or None."""
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
+            return None if row is None else run_record(row)
+
+    def with_members(self, run_id: str) -> tuple[RunRecord, list[RunInstanceRecord]] | None:
+        """A run and its instances from one consistent snapshot, or None."""
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
+            if row is None:
+                return None
+            members = conn.execute(
+                sa.select(t.run_instances)
+                .where(t.run_instances.c.run_id == run_id)
+                .order_by(t.run_instances.c.position)
+            )
+            return run_record(row), [member_record(m) for m in members]
+
+    def set_status(
+        self,
+        run_id: str,
+        status: Status,
+        *,
+        error_message: str | None = None,
+        finished: bool = False,
+    ) -> None:
+        """Move a run to ``status``; a finished run also releases its instance locks."""
+        now = stamp(self.db.clock())
+        values: dict[str, Any] = {"status": status.value, "updated_at": now}
+        if error_message is not None:
+            values["error_message"] = error_message
+        if finished:
+            values.update(finished_at=now, lease_owner=None, lease_expires_at=None)
+        with self.db.write() as conn:
+            conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
+            if finished:
+                conn.execute(t.instance_locks.delete().where(t.instance_locks.c.run_id == run_id))
+
+    def apply_updates(self, run_id: str, updates: Sequence[InstanceUpdate]) -> None:
+        """Apply folded event updates to a run's instances, the registry and release history."""
+        if not updates:
+            return
+        now = self.db.clock()
+        with self.db.write() as conn:
+            for up in updates:
+                values = update_values(up)
+                if values:
+                    conn.execute(
+                        t.run_instances.update()
+                        .where(
+                            t.run_instances.c.run_id == run_id,
+                            t.run_instances.c.instance_id == up.instance_id,
+                        )
+                        .values(**values)
+                    )
+                if up.current_version is not None:
+                    set_version(conn, up.instance_id, up.current_version, now)
+                if up.release is not None:
+                    record_release(conn, up.instance_id, run_id, up.release, now)
+            conn.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id == run_id)
+                .values(updated_at=stamp(now))
+            )
+
+    def finish_members(
+        self, run_id: str, status: Status, error_message: str, only: Iterable[Status]
+    ) -> int:
+        """Close every instance of a run still in one of ``only`` statuses; returns the count."""
+        now = stamp(self.db.clock())
+        with self.db.write() as conn:
+            result = conn.execute(
+                t.run_instances.update()
+                .where(
+                    t.run_instances.c.run_id == run_id,
+                    t.run_instances.c.status.in_([s.value for s in only]),
+                )
+                .values(status=status.value, error_message=error_message, completed_at=now)
+            )
+            return int(result.rowcount or 0)
+
+    def request_cancel(self, run_id: str) -> datetime:
+        """Record a cancel request (idempotent); returns when it was first requested."""
+        now = self.db.clock()
+        with self.db.write() as conn:
+            conn.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id == run_id, t.runs.c.cancel_requested_at.is_(None))
+                .values(cancel_requested_at=stamp(now))
+            )
+            value = conn.execute(
+                sa.select(t.runs.c.cancel_requested_at).where(t.runs.c.run_id == run_id)
+            ).scalar_one()
+        return parse_time(value)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether a cancel was requested for the run."""
+        with self.db.read() as conn:
+            value = conn.execute(
+                sa.select(t.runs.c.cancel_requested_at).where(t.runs.c.run_id == run_id)
+            ).scalar_one_or_none()
+            return value is not None

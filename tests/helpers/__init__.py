@@ -1,0 +1,1 @@
+"""Helpers shared by floy's test tiers: waiting on conditions, reading the store's tables."""

@@ -1,0 +1,229 @@
+"""floy_release's phases in-process, on real instance directories: validation, the lock,
+install and the record, the switch and the switch back, pruning, and a whole release from
+the real HTTPS package server. What it leaves on disk is read back with floy_probe."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sample.pkgserver import PackageServer
+from tests.unit.collection._collection import fake_module, plugin
+
+layout_mod = plugin("module_utils.floy_layout")
+floy_release = plugin("modules.floy_release")
+floy_probe = plugin("modules.floy_probe")
+ReleaseError = floy_release.ReleaseError
+
+
+@pytest.fixture
+def instance_dir(tmp_path: Path) -> str:
+    return str(tmp_path / "hello" / "hello-1")
+
+
+@pytest.fixture
+def make(instance_dir: str) -> Iterator[Any]:
+    """Build a Release of hello-1 (its lock is released when the test ends, as at exit)."""
+    made: list[Any] = []
+
+    def build(version: str, check_mode: bool = False, **params: Any) -> Any:
+        values = {"instance_dir": instance_dir, "service": "hello", "instance_id": "hello-1",
+                  "version": version, **params}
+        release = floy_release.Release(fake_module(floy_release, check_mode, **values))
+        made.append(release)
+        return release
+
+    yield build
+    for release in made:
+        if release.lock_fd is not None:
+            os.close(release.lock_fd)
+
+
+def run(release: Any) -> dict[str, Any]:
+    """``Release.run`` as main() calls it, the lock released at the end like at exit."""
+    try:
+        result: dict[str, Any] = release.run()
+        return result
+    finally:
+        release.cleanup_temp()
+        if release.lock_fd is not None:
+            os.close(release.lock_fd)
+            release.lock_fd = None
+
+
+def preinstall(instance_dir: str, *versions: str) -> Any:
+    """Complete releases as floy_release leaves them (the record, then the directory)."""
+    layout = layout_mod.InstanceLayout(instance_dir)
+    layout_mod.make_directories(layout)
+    for number, version in enumerate(versions):
+        layout_mod.write_json_atomic(layout.record_path(version), {
+            "version": version, "package_url": "", "sha256": "",
+            "installed_at": f"2026-01-01T00:00:{number:02d}Z"})
+        os.makedirs(layout.release_dir(version))
+    return layout
+
+
+# -- validate --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("params", "needle"), [
+    ({"version": "../x"}, "invalid version '../x'"),
+    ({"version": "1..2"}, "must not contain '..'"),
+    ({"instance_id": ".hidden"}, "invalid instance_id"),
+    ({"timeout": 0}, "invalid timeout 0"),
+    ({"port": 70000}, "invalid port 70000"),
+    ({"keep_releases": 0}, "invalid keep_releases 0"),
+    ({"max_archive_entries": 0}, "must be positive"),
+    ({"package_sha256": "abc"}, "expected 64 hex digits"),
+    ({"health_path": "health"}, "must start with '/'"),
+    ({"package_url": "http://pkgs.example/x.tar.gz"}, "https"),
+])
+def test_validate_refuses_bad_input(make: Any, params: dict[str, Any], needle: str) -> None:
+    version = params.pop("version", "1.0.0")
+    release = make(version, **params)
+    with pytest.raises(ReleaseError) as caught:
+        release.validate()
+    assert needle.lower() in caught.value.msg.lower()
+    assert caught.value.retryable is False
+
+
+def test_validate_normalises_the_sha256(make: Any) -> None:
+    release = make("1.0.0", package_sha256="  " + "AB" * 32 + " ")
+    release.validate()
+    assert release.p["package_sha256"] == "ab" * 32
+
+
+# -- prepare: the lock and the leftovers ------------------------------------------------------
+
+
+def test_prepare_creates_the_layout_and_clears_leftovers(make: Any, instance_dir: str) -> None:
+    layout = preinstall(instance_dir, "1.0.0")
+    for directory in layout.temp_directories():
+        Path(directory, ".floy-left").write_text("x")
+    release = make("1.0.0")
+    release.prepare_dirs()
+    assert all(os.path.isdir(d) for d in layout.directories())
+    assert not [n for d in layout.temp_directories() for n in os.listdir(d)
+                if n.startswith(".floy-")]
+    assert layout_mod.is_complete(layout, "1.0.0")
+
+
+def test_a_second_release_waits_for_the_lock_then_gives_up(make: Any) -> None:
+    first = make("1.0.0")
+    first.prepare_dirs()
+    second = make("1.0.0", timeout=1)
+    started = time.monotonic()
+    with pytest.raises(ReleaseError, match="another floy release is still running") as caught:
+        second.prepare_dirs()
+    assert caught.value.retryable is True
+    assert 0.9 <= time.monotonic() - started < 10  # bounded by the deadline, not LOCK_WAIT
+
+
+def test_check_mode_touches_nothing(make: Any, instance_dir: str) -> None:
+    result = run(make("1.0.0", check_mode=True, package_url="https://pkgs.example/h.tar.gz"))
+    assert result["changed"] is True and result["msg"] == "would release 1.0.0 (current: none)"
+    assert not os.path.exists(instance_dir)
+
+
+# -- install, switch, prune -------------------------------------------------------------------
+
+
+def test_switching_to_an_installed_release_needs_no_package(make: Any,
+                                                            instance_dir: str) -> None:
+    layout = preinstall(instance_dir, "1.0.0", "2.0.0")
+    layout_mod.switch_current(layout, "releases/1.0.0")
+    result = run(make("2.0.0", deploy_id="d-2"))
+    assert result["msg"] == "released 2.0.0 (was 1.0.0)"
+    assert (result["current_version"], result["previous_version"]) == ("2.0.0", "1.0.0")
+    assert result["downloaded"] is False and result["phase"] == "done"
+    state = layout_mod.read_json(layout.state_path)
+    assert (state["version"], state["previous_version"], state["deploy_id"]) == (
+        "2.0.0", "1.0.0", "d-2")
+    probed = floy_probe.probe(instance_dir)
+    assert probed["current_version"] == "2.0.0" and probed["releases"] == ["1.0.0", "2.0.0"]
+    assert probed["state"] == state
+
+
+def test_the_current_healthy_version_is_left_alone(make: Any, instance_dir: str) -> None:
+    layout = preinstall(instance_dir, "1.0.0")
+    layout_mod.switch_current(layout, "releases/1.0.0")
+    result = run(make("1.0.0"))
+    assert result["changed"] is False
+    assert result["msg"] == "1.0.0 is already current and healthy"
+
+
+def test_a_version_not_installed_needs_a_url(make: Any, instance_dir: str) -> None:
+    preinstall(instance_dir, "1.0.0")
+    with pytest.raises(ReleaseError, match="not installed on this instance and no package_url"):
+        run(make("3.0.0"))
+
+
+def test_an_incomplete_release_is_not_reused(make: Any, instance_dir: str) -> None:
+    layout = preinstall(instance_dir)
+    os.makedirs(layout.release_dir("1.0.0"))  # no record: not complete
+    with pytest.raises(ReleaseError, match="not installed on this instance"):
+        run(make("1.0.0"))
+
+
+def test_a_failed_restart_switches_back(make: Any, instance_dir: str) -> None:
+    layout = preinstall(instance_dir, "1.0.0")
+    layout_mod.switch_current(layout, "releases/1.0.0")
+    layout_mod.write_json_atomic(layout.state_path, {"version": "1.0.0", "deploy_id": "d-1"})
+    os.makedirs(layout.release_dir("2.0.0"))
+    layout_mod.write_record(layout, "2.0.0", "", "")
+    release = make("2.0.0", restart_command='test "$FLOY_VERSION" = 1.0.0')
+    with pytest.raises(ReleaseError) as caught:
+        run(release)
+    assert caught.value.retryable is True
+    assert caught.value.msg.startswith("restart command failed with exit status 1 for 2.0.0")
+    assert caught.value.msg.endswith("switched back to 1.0.0")
+    assert os.readlink(layout.current_link) == "releases/1.0.0"
+    assert layout_mod.read_json(layout.state_path) == {"version": "1.0.0", "deploy_id": "d-1"}
+    assert not os.path.exists(layout.restart_record_path)
+    log = Path(layout.restart_log_path).read_text()
+    assert "floy restart of 2.0.0" in log and "floy restart of 1.0.0" in log
+
+
+def test_prune_keeps_current_previous_and_the_newest_complete(make: Any,
+                                                               instance_dir: str) -> None:
+    layout = preinstall(instance_dir, "1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0")
+    os.makedirs(layout.release_dir("6.0.0"))  # incomplete: always pruned
+    release = make("5.0.0", keep_releases=3)
+    release.prepare_dirs()
+    assert sorted(release.prune({"5.0.0", "1.0.0"})) == ["2.0.0", "3.0.0", "6.0.0"]
+    assert sorted(layout_mod.release_names(layout)) == ["1.0.0", "4.0.0", "5.0.0"]
+    assert sorted(os.listdir(layout.records_dir)) == ["1.0.0.json", "4.0.0.json", "5.0.0.json"]
+
+
+# -- a whole release over HTTPS ---------------------------------------------------------------
+
+
+def test_release_then_roll_back_from_the_package_server(
+    make: Any, instance_dir: str, packages: dict[str, tuple[str, str]],
+    package_server: PackageServer,
+) -> None:
+    ca = str(package_server.ca_bundle)
+    for version, was in (("1.0.0", None), ("2.0.0", "1.0.0")):
+        url, sha = packages[version]
+        result = run(make(version, package_url=url, package_sha256=sha, ca_bundle=ca))
+        assert result["downloaded"] is True and result["sha256"] == sha
+        assert result["msg"] == f"released {version}" + (f" (was {was})" if was else "")
+    layout = layout_mod.InstanceLayout(instance_dir)
+    record = layout_mod.complete_record(layout, "2.0.0")
+    assert (record["package_url"], record["sha256"]) == packages["2.0.0"]
+    assert os.path.isfile(os.path.join(layout.release_dir("2.0.0"), "bin", "restart"))
+
+    back = run(make("1.0.0", ca_bundle=ca))  # installed: no URL, no download
+    assert back["downloaded"] is False and back["msg"] == "released 1.0.0 (was 2.0.0)"
+    probed = floy_probe.probe(instance_dir)
+    assert probed["current_version"] == "1.0.0"
+    assert probed["releases"] == ["1.0.0", "2.0.0"] and probed["incomplete"] == []
+    assert probed["state"]["previous_version"] == "2.0.0"
+    leftovers = [n for d in layout.temp_directories() for n in os.listdir(d)
+                 if n.startswith(".floy-")]
+    assert leftovers == []
