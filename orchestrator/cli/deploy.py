@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator.cli.app import EXIT_CODES_HELP, Context, emit_json, follow, instance_ids, pass_ctx
-from orchestrator.service.ids import generated_id
+from orchestrator.models import DEFAULT_BATCH_SIZE, DEFAULT_RETRY_COUNT, DEFAULT_TIMEOUT
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -18,11 +18,12 @@ from orchestrator.service.ids import generated_id
 @click.option("--sha256", "package_sha256", default="", help="Expected sha256 of the package.")
 @click.option("--deploy-id", default="", help="Run ID (default: generated). Re-submitting the "
               "same ID with the same parameters returns the existing run.")
-@click.option("--timeout", type=int, default=300, show_default=True,
+@click.option("--timeout", type=int, default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds allowed per instance attempt.")
-@click.option("--retries", "retry_count", type=int, default=3, show_default=True,
+@click.option("--retries", "retry_count", type=int, default=DEFAULT_RETRY_COUNT,
+              show_default=True,
               help="Retries of a failed instance before it counts as failed.")
-@click.option("--batch-size", default="1", show_default=True,
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Instances per serial batch: a count or a percentage (25%).")
 @click.option("--max-failures", type=int, default=0, show_default=True,
               help="Failed instances tolerated; once exceeded, no further batch starts.")
@@ -38,6 +39,7 @@ def deploy(c: Context, service: str, version: str, package_url: str, instances: 
            max_failures: int, auto_rollback: bool, detach: bool, as_json: bool) -> None:
     """Deploy VERSION of SERVICE from an HTTPS package, in serial batches."""
     from orchestrator.models import DeployParams
+    from orchestrator.service.ids import generated_id
 
     ids = instance_ids(c, service, instances)
     params = DeployParams(

@@ -8,6 +8,7 @@ import click
 
 from orchestrator.cli.app import EXIT_CODES_HELP, Context, emit_json, pass_ctx
 from orchestrator.errors import ValidationError
+from orchestrator.models import DEFAULT_LIMIT, DEFAULT_OFFSET
 
 
 @click.group()
@@ -65,8 +66,8 @@ def instances_import(c: Context, inventory: str, service: str, group: str, port_
 @instances.command("list", epilog=EXIT_CODES_HELP)
 @click.argument("service")
 @click.option("--version", "version_filter", default="", help="Only instances on this version.")
-@click.option("--limit", type=int, default=100, show_default=True)
-@click.option("--offset", type=int, default=0, show_default=True)
+@click.option("--limit", type=int, default=DEFAULT_LIMIT, show_default=True)
+@click.option("--offset", type=int, default=DEFAULT_OFFSET, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the spec's ServiceInstances JSON.")
 @pass_ctx
 def instances_list(c: Context, service: str, version_filter: str, limit: int, offset: int,

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.app import EXIT_CODES_HELP, Context, after_start, instance_ids, pass_ctx
+from orchestrator.models import DEFAULT_BATCH_SIZE, DEFAULT_TIMEOUT
 
 
 @click.group()
@@ -21,7 +22,7 @@ def _rollback_options(fn: Any) -> Any:
     fn = click.option("--force", is_flag=True,
                       help="Cancel any run holding the instances first, and reinstall even "
                            "if the target is current.")(fn)
-    fn = click.option("--timeout", type=int, default=300, show_default=True,
+    fn = click.option("--timeout", type=int, default=DEFAULT_TIMEOUT, show_default=True,
                       help="Seconds allowed per instance.")(fn)
     fn = click.option("--rollback-id", default="", help="Run ID (default: generated).")(fn)
     fn = click.option("--detach", is_flag=True, help="Return at once.")(fn)
@@ -54,7 +55,7 @@ def rollback_instance(c: Context, instance_id: str, target_version: str, package
 @click.option("-i", "--instance", "instances", multiple=True,
               help="Instance ID (repeat, or comma-separated). Without -i: every instance; "
                    "a -i naming none is an error.")
-@click.option("--batch-size", default="1", show_default=True)
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True)
 @click.option("--max-failures", type=int, default=0, show_default=True)
 @_rollback_options
 @pass_ctx

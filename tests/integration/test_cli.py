@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.models import SPEC_KEYS
+from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord
+from orchestrator.domain.request import RunRequest
+from orchestrator.models import SPEC_KEYS, Status
+from orchestrator.store import Store
+from orchestrator.timefmt import utcnow
 from sample.packages import free_port, stop_apps
 from tests.helpers.floyenv import write_inventory
 from tests.helpers.wait import wait_until
@@ -253,3 +257,32 @@ def test_cancel_command_while_running(cli: Cli, packages: dict[str, tuple[str, s
     assert set(result) == SPEC_KEYS["CancelResult"]
     assert result["status"] == "cancelled" and str(result["cancelled_at"]).endswith("Z")
     assert cli("status", "cc-1").returncode == 1, "a cancelled run exits 1"
+
+
+def test_status_reports_a_lost_worker_and_reap_closes_its_run(cli: Cli) -> None:
+    ids = _add(cli, 2)
+    store = Store.open(f"sqlite:///{cli.env['FLOY_HOME']}/floy.db")
+    try:
+        now = utcnow()
+        store.runs.create(
+            RunRecord("lost-1", RunKind.DEPLOY, "hello", "2.0.0", Status.PENDING,
+                      RunRequest(tuple(ids)), "t", now, now),
+            [RunInstanceRecord("lost-1", i, n, 1, Status.PENDING, "2.0.0")
+             for n, i in enumerate(ids)])
+        # its worker, on another machine, stopped renewing the lease long ago
+        assert store.leases.acquire("lost-1", "elsewhere:1:dead", -100.0, 1)
+    finally:
+        store.close()
+    first = cli.json("status", "lost-1")
+    assert first["status"] == "pending" and "worker lost" in str(first["error_message"])
+    assert "closing" in str(first["error_message"])
+    assert cli.json("status", "lost-1")["status"] == "pending", "a read never closes it"
+    reaped = cli("reap", "--json")
+    assert reaped.returncode == 0, reaped.stderr
+    assert json.loads(reaped.stdout) == ["lost-1"]
+    closed = cli.json("status", "lost-1")
+    assert closed["status"] == "failed"
+    assert "another machine" in str(closed["error_message"])
+    assert [i["status"] for i in closed["instances"]] == ["cancelled", "cancelled"]  # type: ignore[index, union-attr]
+    again = cli("reap")
+    assert again.returncode == 0 and "no run has lost its worker" in again.stdout

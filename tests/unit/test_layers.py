@@ -27,3 +27,14 @@ def test_importing_the_executor_protocol_imports_no_implementation() -> None:
     assert "orchestrator.engine.worker" not in loaded
     assert "orchestrator.engine.executors" not in loaded
     assert "orchestrator.ansible" not in loaded
+
+
+def test_the_command_line_starts_without_the_heavy_layers() -> None:
+    """``floy --help`` stays fast: importing the CLI loads neither the service nor
+    SQLAlchemy nor ansible-runner (each command imports what it needs)."""
+    code = ("import sys, orchestrator.cli; print(sorted(m for m in sys.modules if m in "
+            "('sqlalchemy', 'ansible_runner', 'yaml') or m.startswith(('orchestrator.service', "
+            "'orchestrator.store', 'orchestrator.engine', 'orchestrator.ansible'))))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

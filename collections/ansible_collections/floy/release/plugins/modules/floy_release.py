@@ -219,21 +219,21 @@ timings:
 # Stdlib only, and Python 3.8 compatible: this runs on the target's interpreter.
 import contextlib  # noqa: E402
 import errno  # noqa: E402
-import http.client  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.floy.release.plugins.module_utils.floy_archive import (  # noqa: E402
     ArchiveError,
     extract_tar,
+)
+from ansible_collections.floy.release.plugins.module_utils.floy_cancel import (  # noqa: E402
+    CURRENT_PHASE,
+    on_sigterm,
+    watch_controller,
 )
 from ansible_collections.floy.release.plugins.module_utils.floy_download import (  # noqa: E402
     FetchError,
@@ -243,6 +243,19 @@ from ansible_collections.floy.release.plugins.module_utils.floy_download import 
     download,
     safe_url,
 )
+from ansible_collections.floy.release.plugins.module_utils.floy_errors import (  # noqa: E402
+    DeadlineExceeded,
+    ReleaseError,
+)
+from ansible_collections.floy.release.plugins.module_utils.floy_health import (  # noqa: E402
+    check_health,
+    health_url,
+)
+from ansible_collections.floy.release.plugins.module_utils.floy_install import (  # noqa: E402
+    install_release,
+    prune_releases,
+    undo_install,
+)
 from ansible_collections.floy.release.plugins.module_utils.floy_layout import (  # noqa: E402
     LOCK_WAIT,
     NAME_RE,
@@ -250,9 +263,6 @@ from ansible_collections.floy.release.plugins.module_utils.floy_layout import ( 
     InstanceLayout,
     NotASymlink,
     clear_leftovers,
-    complete_record,
-    exchange_paths,
-    fsync_dir,
     is_complete,
     keep_state_before,
     link_target,
@@ -261,105 +271,27 @@ from ansible_collections.floy.release.plugins.module_utils.floy_layout import ( 
     read_current,
     read_json,
     read_record,
-    release_names,
     remove_path,
     restore_state_before,
     switch_current,
     utc_now,
     write_json_atomic,
-    write_record,
 )
 from ansible_collections.floy.release.plugins.module_utils.floy_process_groups import (  # noqa: E402
-    clear_restart,
-    kill_group,
-    record_restart,
     stop_orphaned_restart,
+)
+from ansible_collections.floy.release.plugins.module_utils.floy_restart import (  # noqa: E402
+    restart_environment,
+    run_restart,
 )
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-HEALTH_POLL = 0.5
-HEALTH_FAST_POLL = 0.1
 # After a failed release the previous one is restarted even though the deadline
 # has passed: getting the old version serving again matters more.
 RECOVERY_BUDGET = 30.0
 # Caps on what one package may unpack to (operator-settable; see DOCUMENTATION).
 DEFAULT_MAX_UNPACKED_BYTES = 4 << 30
 DEFAULT_MAX_ARCHIVE_ENTRIES = 100000
-
-
-class ReleaseError(Exception):
-    """A failed release, with whether retrying could help."""
-
-    def __init__(self, msg, retryable=False):
-        super().__init__(msg)
-        self.msg = msg
-        self.retryable = retryable
-
-
-class DeadlineExceeded(ReleaseError):
-    """The overall deadline passed; ``detail`` goes in parentheses after the fixed text."""
-
-    def __init__(self, timeout, detail=""):
-        msg = "timed out after %d s" % timeout
-        if detail:
-            msg += " (%s)" % detail
-        super().__init__(msg, retryable=False)
-        self.detail = detail
-
-
-class Cancelled(ReleaseError):
-    """SIGTERM arrived: floy is cancelling the run (ansible-playbook forwards the signal)."""
-
-    def __init__(self):
-        super().__init__("cancelled while %s" % CURRENT_PHASE[0], retryable=False)
-
-
-# The phase the running release is in, for the cancel message (set by Release.enter).
-CURRENT_PHASE = ["starting"]
-
-
-def on_sigterm(signum, frame):
-    """Turn the first SIGTERM into a Cancelled exception so that cleanup runs; later
-    signals during that cleanup are ignored (floy SIGKILLs after its grace period)."""
-    # A no-op handler, not SIG_IGN: an ignored signal is inherited across exec, and the
-    # service restarted during the cleanup would then ignore SIGTERM for good.
-    signal.signal(signal.SIGTERM, _ignore_signal)
-    raise Cancelled()
-
-
-def watch_controller(fd=1):
-    """Cancel this release (SIGTERM to itself) when nobody will read its result any more.
-
-    Over SSH a cancelled or lost controller only closes the session's channel: sshd sends
-    no signal to a command without a tty, so without this the module (and the restart
-    command it waits for) would run on for up to its timeout. The module's stdout is then a
-    pipe whose reader is gone, which poll() reports as POLLERR (POLLHUP for a socket).
-    """
-    import select
-    import stat
-    import threading
-
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        return
-
-    def watch():
-        poller = select.poll()
-        poller.register(fd, 0)  # POLLERR, POLLHUP and POLLNVAL are always reported
-        while True:
-            for _fd, events in poller.poll():
-                if events & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    return
-
-    threading.Thread(target=watch, name="floy-watch-controller", daemon=True).start()
-
-
-def _ignore_signal(signum, frame):
-    """Swallow a signal (reset to the default in any program this process execs)."""
 
 
 class Release:
@@ -565,79 +497,14 @@ class Release:
 
     def install(self, unpacked, sha, url):
         """Move ``unpacked`` to releases/<version>, record it; return undo information."""
-        undo = {
-            "created": True,
-            "displaced": None,
-            "old_record": read_record(self.layout, self.version),
-            "exchanged": False,
-        }
         is_current = self.read_current()[1] == self.version
-        if os.path.lexists(self.release_dir):
-            # Reinstalling the live version: swap both trees in one syscall so
-            # `current` never dangles, and keep the old tree until success.
-            if (
-                is_current
-                and is_complete(self.layout, self.version)
-                and exchange_paths(unpacked, self.release_dir)
-            ):
-                undo["displaced"] = unpacked
-                undo["exchanged"] = True
-                self.write_record_or_undo(sha, url, undo)
-                return undo
-            displaced = os.path.join(
-                self.layout.releases_dir,
-                "%sold-%s-%d" % (TMP_PREFIX, self.version, os.getpid()),
-            )
-            os.rename(self.release_dir, displaced)
-            if undo["old_record"]:
-                # A complete release (force or a different sha256): keep it until success.
-                undo["displaced"] = displaced
-            else:
-                remove_path(displaced)
-        # The record first, then the directory: killed in between, a record without its
-        # directory is simply not complete, and no releases/<version> is ever without one.
-        try:
-            write_record(self.layout, self.version, url, sha)
-            os.rename(unpacked, self.release_dir)
-        except OSError:
-            if undo["displaced"]:
-                os.rename(undo["displaced"], self.release_dir)
-            if undo["old_record"] and undo["displaced"]:
-                with contextlib.suppress(OSError):
-                    write_json_atomic(self.record_path, undo["old_record"])
-            else:
-                remove_path(self.record_path)
-            raise
-        self.temp_paths.remove(unpacked)
-        if undo["displaced"]:
-            self.temp_paths.append(undo["displaced"])
-        fsync_dir(self.layout.releases_dir)
-        return undo
-
-    def write_record_or_undo(self, sha, url, undo):
-        try:
-            write_record(self.layout, self.version, url, sha)
-        except OSError:
-            self.undo_install(undo)
-            raise
+        return install_release(
+            self.layout, self.version, unpacked, sha, url, is_current, self.temp_paths
+        )
 
     def undo_install(self, undo):
         """Remove the release this run installed; put back what it displaced."""
-        if undo is None or not undo["created"]:
-            return
-        if undo["exchanged"]:
-            with contextlib.suppress(OSError):
-                exchange_paths(undo["displaced"], self.release_dir)
-        else:
-            remove_path(self.release_dir)
-            if undo["displaced"]:
-                with contextlib.suppress(OSError):
-                    os.rename(undo["displaced"], self.release_dir)
-        if undo["old_record"] and undo["displaced"]:
-            with contextlib.suppress(OSError):
-                write_json_atomic(self.record_path, undo["old_record"])
-        else:
-            remove_path(self.record_path)
+        undo_install(self.layout, self.version, undo)
 
     def restart_and_check(self):
         """Restart this release and wait for it to be healthy; the problem, or None."""
@@ -650,104 +517,24 @@ class Release:
 
     def restart(self, version, deadline, detail_on_timeout):
         """Run the restart command in releases/<version>; raise on failure or deadline."""
-        command = self.p["restart_command"]
-        if not command:
+        p = self.p
+        if not p["restart_command"]:
             return
-        release_dir = self.layout.release_dir(version)
-        env = dict(os.environ)
-        # floy tags the processes of a run so it can wait for them after a cancel; the
-        # service started here is not part of the run and must not carry the tag.
-        env.pop("FLOY_RUN_ID", None)
-        env.update(
-            {
-                "FLOY_SERVICE": self.p["service"],
-                "FLOY_INSTANCE_ID": self.p["instance_id"],
-                "FLOY_VERSION": version,
-                "FLOY_PORT": str(self.p["port"]),
-                "FLOY_INSTANCE_DIR": self.layout.instance_dir,
-                "FLOY_RELEASE_DIR": release_dir,
-                "FLOY_SHARED_DIR": self.layout.shared_dir,
-                "FLOY_PYTHON": sys.executable,
-            }
+        env = restart_environment(
+            self.layout, p["service"], p["instance_id"], version, p["port"]
         )
-        log_path = self.layout.restart_log_path
-        with open(log_path, "ab") as log:
-            log.write(
-                ("--- %s floy restart of %s in %s\n" % (utc_now(), version, release_dir)).encode()
-            )
-            log.flush()
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", command],
-                cwd=release_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        try:
-            # If this module dies while the command runs, the next release or probe on
-            # the instance stops what is left of its group (module_utils/floy_process_groups).
-            with contextlib.suppress(OSError):
-                record_restart(self.layout.restart_record_path, proc.pid)
-            rc = proc.wait(timeout=max(0.01, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            raise DeadlineExceeded(self.p["timeout"], detail_on_timeout) from None
-        except BaseException:
-            # Cancelled (SIGTERM) or anything else: the command runs in its own session,
-            # so nobody else would stop it.
-            kill_group(proc)
-            raise
-        finally:
-            clear_restart(self.layout.restart_record_path)
-        if rc != 0:
-            # A failed (or killed) restart command may have left children in its group
-            # (what it was starting): this release is going back, so nothing of it stays.
-            kill_group(proc)
-            raise ReleaseError(
-                "restart command failed with exit status %d for %s (see %s)%s"
-                % (rc, version, log_path, log_tail(log_path)),
-                retryable=True,
-            )
+        run_restart(
+            p["restart_command"], self.layout, version, env, deadline, p["timeout"],
+            detail_on_timeout,
+        )
 
     def health(self, deadline, expect):
         """Poll the health URL until healthy; return None or the last problem seen."""
         p = self.p
         if not p["health_path"] or not p["port"]:
             return None
-        host = p["health_host"]
-        if ":" in host and not host.startswith("["):
-            host = "[%s]" % host
-        url = "http://%s:%d%s" % (host, p["port"], p["health_path"])
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        problem = "no answer"
-        started = time.monotonic()
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return problem
-            try:
-                with opener.open(url, timeout=max(0.1, min(5.0, left))) as response:
-                    body = response.read(1 << 20).decode("utf-8", "replace")
-                    if expect and expect not in body:
-                        problem = "%s answered %d without %r: %s" % (
-                            url,
-                            response.status,
-                            expect,
-                            body[:200].strip(),
-                        )
-                    else:
-                        return None
-            except urllib.error.HTTPError as exc:
-                problem = "%s answered HTTP %d %s" % (url, exc.code, exc.reason)
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                reason = getattr(exc, "reason", exc)
-                problem = "%s: %s" % (url, reason)
-            # Poll faster during the first second: most apps come up within it.
-            interval = HEALTH_FAST_POLL if time.monotonic() - started < 1.0 else HEALTH_POLL
-            time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+        url = health_url(p["health_host"], p["port"], p["health_path"])
+        return check_health(url, deadline, expect)
 
     def health_deadline(self):
         return min(self.deadline, time.monotonic() + self.p["health_timeout"])
@@ -786,26 +573,7 @@ class Release:
 
     def prune(self, keep_versions):
         """Remove old releases beyond keep_releases; return the versions removed."""
-        entries = []
-        for name in release_names(self.layout):
-            path = self.layout.release_dir(name)
-            if not NAME_RE.match(name) or os.path.islink(path):
-                continue
-            if not os.path.isdir(path) or name in keep_versions:
-                continue
-            record = complete_record(self.layout, name)
-            entries.append(((record or {}).get("installed_at", ""), name, record is not None))
-        entries.sort(reverse=True)
-        budget = max(0, self.p["keep_releases"] - len(keep_versions))
-        removed = []
-        for _installed_at, name, complete in entries:
-            if complete and budget > 0:
-                budget -= 1
-                continue
-            remove_path(self.layout.release_dir(name))
-            remove_path(self.layout.record_path(name))
-            removed.append(name)
-        return removed
+        return prune_releases(self.layout, keep_versions, self.p["keep_releases"])
 
     # -- the whole release -----------------------------------------------------------
 
@@ -996,19 +764,6 @@ class Release:
             write_json_atomic(self.layout.state_path, state)
         self.enter("done")
         return self.result("restarted %s, healthy again" % self.version)
-
-
-def log_tail(path, lines=5):
-    """The last lines of a log file, formatted to follow a message."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 4096))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    tail = [line for line in text.splitlines() if line.strip()][-lines:]
-    return (": " + " | ".join(tail)) if tail else ""
 
 
 def main():

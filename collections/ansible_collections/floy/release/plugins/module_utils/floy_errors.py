@@ -1,0 +1,32 @@
+# Copyright: floy contributors
+# Apache License 2.0 (see the repository's pyproject.toml)
+"""The failures of a release: ReleaseError, with whether retrying could help, and the
+deadline failure DeadlineExceeded, whose message reads ``timed out after N s`` then an
+optional detail in parentheses (floy_release's RETURN documents that form of ``msg``).
+
+The cancel (SIGTERM) is one more of them: see floy_cancel.Cancelled.
+
+Standard library only, Python 3.8 compatible: this runs on the target's interpreter.
+"""
+
+from __future__ import annotations
+
+
+class ReleaseError(Exception):
+    """A failed release, with whether retrying could help."""
+
+    def __init__(self, msg, retryable=False):
+        super().__init__(msg)
+        self.msg = msg
+        self.retryable = retryable
+
+
+class DeadlineExceeded(ReleaseError):
+    """The overall deadline passed; ``detail`` goes in parentheses after the fixed text."""
+
+    def __init__(self, timeout, detail=""):
+        msg = "timed out after %d s" % timeout
+        if detail:
+            msg += " (%s)" % detail
+        super().__init__(msg, retryable=False)
+        self.detail = detail
