@@ -25,7 +25,8 @@ SMOKE = r"""
 import os, sys, tempfile
 sys.path.insert(0, sys.argv[1])
 from ansible_collections.floy.release.plugins.module_utils import (
-    floy_archive, floy_download, floy_layout as L, floy_process_groups as G)
+    floy_archive, floy_cancel, floy_download, floy_errors, floy_health as H,
+    floy_install as I, floy_layout as L, floy_process_groups as G, floy_restart as R)
 base = tempfile.mkdtemp()
 layout = L.InstanceLayout(os.path.join(base, "hello", "hello-1"))
 L.make_directories(layout)
@@ -41,6 +42,10 @@ L.restore_state_before(layout, True)
 assert L.read_current(layout) == ("releases/1.0.0", "1.0.0")
 assert L.is_complete(layout, "1.0.0") and not L.is_complete(layout, "2.0.0")
 assert sorted(L.release_names(layout)) == ["1.0.0", "2.0.0"]
+assert I.prune_releases(layout, ["1.0.0"], 1) == ["2.0.0"]
+assert H.health_url("::1", 8080, "/health") == "http://[::1]:8080/health"
+assert issubclass(floy_cancel.Cancelled, floy_errors.ReleaseError)
+assert R.log_tail(os.path.join(base, "no-such.log")) == ""
 G.record_restart(layout.restart_record_path, os.getpid())
 assert G.group_alive(os.getpgid(0))
 assert G.stop_orphaned_restart(layout.restart_record_path, "/nowhere") == 0

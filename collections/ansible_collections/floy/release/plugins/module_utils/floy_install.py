@@ -82,11 +82,7 @@ def install_release(layout, version, unpacked, sha, url, is_current, temp_paths)
     except OSError:
         if undo["displaced"]:
             os.rename(undo["displaced"], release_dir)
-        if undo["old_record"] and undo["displaced"]:
-            with contextlib.suppress(OSError):
-                write_json_atomic(record_path, undo["old_record"])
-        else:
-            remove_path(record_path)
+        _restore_record(record_path, undo)
         raise
     temp_paths.remove(unpacked)
     if undo["displaced"]:
@@ -109,6 +105,11 @@ def undo_install(layout, version, undo):
         if undo["displaced"]:
             with contextlib.suppress(OSError):
                 os.rename(undo["displaced"], release_dir)
+    _restore_record(record_path, undo)
+
+
+def _restore_record(record_path, undo):
+    """Put back the record a displaced release had, or remove the new one."""
     if undo["old_record"] and undo["displaced"]:
         with contextlib.suppress(OSError):
             write_json_atomic(record_path, undo["old_record"])
