@@ -14,7 +14,6 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.ansible.probe import probe_instances
 from orchestrator.domain.records import InstanceRecord, Observation
 from orchestrator.engine.worker import Worker
 from orchestrator.errors import ExecutionError
@@ -35,8 +34,8 @@ class _LocalWork:
         self.worker.close_unclaimed(run_id)
 
     def probe(self, service: str, instances: Sequence[InstanceRecord]) -> dict[str, Observation]:
-        """Run the probe playbook over ``instances`` here."""
-        return probe_instances(self.settings, service, instances)
+        """Run the probe playbook over ``instances`` here (the worker's own probe)."""
+        return self.worker.probe(service, instances)
 
 
 class ProcessExecutor(_LocalWork):

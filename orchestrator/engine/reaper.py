@@ -28,7 +28,6 @@ from orchestrator.domain.closing import after_worker_lost
 from orchestrator.domain.records import RunRecord
 from orchestrator.engine.lease import owner_name
 from orchestrator.engine.settle import Probe, apply_closing
-from orchestrator.models import Status
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timefmt import format_time
@@ -70,8 +69,6 @@ class Reaper:
                 reaped.append(run.run_id)
             except Exception:
                 log.exception("reaping %s failed", run.run_id)
-        for run_id in reaped:
-            log.warning("run %s lost its worker and was closed as failed", run_id)
         return reaped
 
     def reap_holding(self, instance_ids: Iterable[str]) -> list[str]:
@@ -96,6 +93,7 @@ class Reaper:
             return
         closing = after_worker_lost(run, loaded[1], reason)
         apply_closing(self.probe, self.store, run, closing)
-        self.store.runs.set_status(run.run_id, Status.FAILED, error_message=closing.message,
+        assert closing.status is not None  # a lost worker's run ends failed, fixed
+        self.store.runs.set_status(run.run_id, closing.status, error_message=closing.message,
                                    finished=True)
-        log.warning("reaped run %s: %s", run.run_id, reason)
+        log.warning("run %s lost its worker and was closed as failed: %s", run.run_id, reason)

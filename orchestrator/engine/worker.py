@@ -19,10 +19,7 @@ from orchestrator.ansible import plan as planning
 from orchestrator.ansible import runner
 from orchestrator.ansible.probe import probe_instances
 from orchestrator.domain import closing
-from orchestrator.domain.events import (
-    FoldState,
-    InstanceUpdate,
-)
+from orchestrator.domain.events import FoldState, InstanceUpdate
 from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord
 from orchestrator.engine.autorollback import start_automatic
 from orchestrator.engine.ingest import EventSink

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from orchestrator.errors import ConfigError, StoreDataError
 from orchestrator.settings import check_db_url
 from orchestrator.store import schema
+from orchestrator.timefmt import utcnow
 
 Clock = Callable[[], datetime]
 
@@ -66,7 +67,7 @@ def open_engine(url: str) -> Engine:
         _configure_sqlite(engine)
     where = ((parsed.database or ":memory:") if is_sqlite
              else parsed.render_as_string(hide_password=True))
-    db = Database(engine, lambda: datetime.min)
+    db = Database(engine, utcnow)  # opening writes no time: any clock serves
     try:
         # Opening an up-to-date database only reads: many processes opening it at once
         # (readers, the CLI) never queue for the write lock a running worker's lease

@@ -278,6 +278,14 @@ def test_an_instance_row_with_malformed_metadata(tmp_path: Path, value: str,
     ("params_json", "'{'", "not valid JSON (Expecting property name enclosed in double "
                              "quotes: line 1 column 2 (char 1))"),
     ("params_json", "'null'", "holds null, not a JSON object"),
+    ("params_json", """'{"instances": ["w-1"], "timeout": "soon"}'""",
+     "not a run request: 'timeout' is 'soon', not an integer"),
+    ("params_json", """'{"instances": ["w-1"], "batch_size": 2}'""",
+     "not a run request: 'batch_size' is 2, not a string"),
+    ("params_json", """'{"timeout": 5}'""", "not a run request: no 'instances'"),
+    ("params_json", """'{"instances": ["w-1"], "colour": 1}'""",
+     "not a run request: unknown key 'colour'"),
+    ("kind", "'migrate'", "'migrate' is not a run kind (deploy, rollback)"),
     ("status", "'running'", "'running' is not a status (pending, in_progress, completed, "
                             "failed, cancelled)"),
     ("created_at", "'yesterday'", "'yesterday' is not an RFC 3339 time"),
@@ -289,5 +297,5 @@ def test_a_run_row_with_a_malformed_value(tmp_path: Path, column: str, value: st
     damage(home / "floy.db", f"UPDATE runs SET {column} = {value} WHERE run_id = 'w-run'")
     assert_floy_refuses(home, ("status", "w-run"),
                         f"table runs, row 'w-run', column {column}: {problem}; fix that row")
-    if column != "params_json":  # the history reads no parameters
+    if column not in ("params_json", "kind"):  # the history reads neither as typed
         assert_floy_refuses(home, ("history", "w"), f"table runs, row 'w-run', column {column}")
