@@ -121,7 +121,8 @@ def after_playbook(
 
 
 def after_cancel(members: Sequence[RunInstanceRecord], reason: str) -> Closing:
-    """Stopped mid-run (``reason``: cancelled on request, or the worker lost its lease):
+    """Stopped mid-run (``reason``: cancelled on request; a worker that lost its lease
+    writes nothing, see :class:`orchestrator.store.runs.StaleWriterError`):
     never-started instances end cancelled; in-flight ones are probed and end cancelled with
     the version their disk points at."""
     probe = {m.instance_id: Settle(Status.CANCELLED, IN_FLIGHT.format(reason=reason))

@@ -21,11 +21,13 @@ def start_automatic(
     members: Sequence[RunInstanceRecord],
     *,
     allowed_hosts: frozenset[str],
+    owner: str,
 ) -> tuple[str | None, str]:
     """After a failed deployment, record a rollback of the instances it switched.
 
     Returns the rollback run's ID (None when there is nothing to roll back) and a note for
-    the deployment's error message. A recorded URL that fails today's policy
+    the deployment's error message. The deployment must still be held by ``owner``
+    (StaleWriterError otherwise, and nothing recorded). A recorded URL that fails today's policy
     (``allowed_hosts``, HTTPS) is dropped: that instance can then only go back to a release
     it still has, and the note says so.
     """
@@ -54,7 +56,7 @@ def start_automatic(
     run, records = build_run(run_id, deploy.service, version, targets, request,
                              "floy (auto_rollback)", store.db.clock(),
                              parent_run_id=deploy.run_id)
-    store.runs.create(run, records, take_over_from=deploy.run_id)
+    store.runs.create(run, records, take_over_from=deploy.run_id, owner=owner)
     note = f"automatic rollback {run_id} of {len(targets)} instance(s) to {version} started"
     if skipped:
         note += f" (not rolled back, their previous version differs: {', '.join(skipped)})"

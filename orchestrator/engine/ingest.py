@@ -6,6 +6,11 @@ every ``interval`` seconds (or every ``max_pending`` updates) in one transaction
 readers see progress within about a tenth of a second. The worker also flushes from
 runner's cancel poll (every 0.2 s), so a quiet stretch never holds updates back, and at the
 end of the run.
+
+Every write is made as the run's lease holder. Once another process took the run over (the
+reaper, after this worker's lease lapsed in a database outage), the store refuses the
+writes; the sink then drops what is pending, records the refusal in ``taken_over``, and
+writes nothing more: the new owner probes the instances and closes the run.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from orchestrator.domain.events import FoldState, InstanceUpdate, RunnerEvent, fold_event
-from orchestrator.store.runs import Runs
+from orchestrator.store.runs import Runs, StaleWriterError
 
 Transform = Callable[[InstanceUpdate], InstanceUpdate]
 
@@ -26,6 +31,7 @@ class EventSink:
         self,
         runs: Runs,
         run_id: str,
+        owner: str | None,
         state: FoldState,
         transform: Transform | None = None,
         interval: float = 0.1,
@@ -34,6 +40,8 @@ class EventSink:
     ) -> None:
         self.runs = runs
         self.run_id = run_id
+        self.owner = owner
+        self.taken_over: StaleWriterError | None = None
         self.state = state
         self.transform = transform
         self.interval = interval
@@ -61,11 +69,19 @@ class EventSink:
 
     def flush(self) -> None:
         """Write every pending update now, in one transaction. If the write fails (the
-        database restarting), the batch stays pending for the next flush: never lost."""
+        database restarting), the batch stays pending for the next flush: never lost. A
+        write refused because the run was taken over drops the batch (see above)."""
         self.last_flush = self.clock()
+        if self.taken_over is not None:
+            self.pending.clear()
         if self.pending:
             batch = self.pending
-            self.runs.apply_updates(self.run_id, batch)
+            try:
+                self.runs.apply_updates(self.run_id, batch, self.owner)
+            except StaleWriterError as exc:
+                self.taken_over = exc
+                self.pending.clear()
+                return
             del self.pending[: len(batch)]
             self.flushes += 1
 

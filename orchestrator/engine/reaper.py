@@ -9,7 +9,9 @@ run as such). Who reaps, and when:
   those instances, before it records its own run;
 - ``cancel``: the run it cancels, when that run is stale.
 
-The reaper takes the run's lease itself (so only one process reaps a run), stops the
+The reaper takes the run's lease itself (so only one process reaps a run) and keeps it
+renewed while it closes the run; every write it makes is fenced by that lease (a worker
+that was only slow finds its later writes refused, and leaves the run). It stops the
 orphaned ansible-playbook of the run on this machine (it ignores SIGHUP and would go on
 deploying), and closes the run as :func:`orchestrator.domain.closing.after_worker_lost`
 says: every instance whose outcome the store cannot know is probed and its disk recorded,
@@ -26,10 +28,10 @@ from collections.abc import Iterable
 from orchestrator.ansible.processes import stop_run
 from orchestrator.domain.closing import after_worker_lost
 from orchestrator.domain.records import RunRecord
-from orchestrator.engine.lease import owner_name
+from orchestrator.engine.lease import LeaseKeeper, owner_name
 from orchestrator.engine.settle import Probe, apply_closing
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.store import StaleWriterError, Store
 from orchestrator.timefmt import format_time
 
 log = logging.getLogger(__name__)
@@ -59,16 +61,22 @@ class Reaper:
         """Reap every stale run (only among ``run_ids`` when given); returns the IDs of the
         runs this call closed."""
         reaped = []
+        seconds = self.settings.lease_seconds
         for run in self.store.leases.stale(UNCLAIMED_GRACE_SECONDS, run_ids):
             owner = owner_name("reaper")
-            if not self.store.leases.acquire(run.run_id, owner,
-                                             self.settings.lease_seconds * 4, os.getpid()):
+            if not self.store.leases.acquire(run.run_id, owner, seconds, os.getpid()):
                 continue  # another process got there first, or it finished meanwhile
+            lease = LeaseKeeper(self.store, run.run_id, owner, seconds)
+            lease.start()
             try:
-                self.close(run)
+                self.close(run, owner)
                 reaped.append(run.run_id)
+            except StaleWriterError as exc:
+                log.warning("reaping stopped: %s", exc)
             except Exception:
                 log.exception("reaping %s failed", run.run_id)
+            finally:
+                lease.close()
         return reaped
 
     def reap_holding(self, instance_ids: Iterable[str]) -> list[str]:
@@ -77,8 +85,8 @@ class Reaper:
         holders = set(self.store.leases.lock_holders(instance_ids).values())
         return self.reap(sorted(holders)) if holders else []
 
-    def close(self, run: RunRecord) -> None:
-        """Close one stale run (the caller holds its lease)."""
+    def close(self, run: RunRecord, owner: str) -> None:
+        """Close one stale run; the caller holds its lease as ``owner``."""
         reason = lost_reason(run)
         same_host = (run.lease_owner or "").split(":", 1)[0] == socket.gethostname()
         stopped = (stop_run(self.settings, run.run_id)
@@ -92,8 +100,8 @@ class Reaper:
         if loaded is None:
             return
         closing = after_worker_lost(run, loaded[1], reason)
-        apply_closing(self.probe, self.store, run, closing)
+        apply_closing(self.probe, self.store, run, closing, owner)
         assert closing.status is not None  # a lost worker's run ends failed, fixed
         self.store.runs.set_status(run.run_id, closing.status, error_message=closing.message,
-                                   finished=True)
+                                   finished=True, owner=owner)
         log.warning("run %s lost its worker and was closed as failed: %s", run.run_id, reason)

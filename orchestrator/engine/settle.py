@@ -37,14 +37,17 @@ def probe_and_record(
     return seen
 
 
-def apply_closing(probe: Probe, store: Store, run: RunRecord, closing: Closing) -> None:
+def apply_closing(
+    probe: Probe, store: Store, run: RunRecord, closing: Closing, owner: str
+) -> None:
     """Close the run's instances as ``closing`` says: first those the record settles, then
-    those a probe settles. The run itself is left open (its caller ends it)."""
+    those a probe settles. The run itself is left open (its caller ends it). Every write is
+    made as the lease holder ``owner`` (StaleWriterError once another process took over)."""
     for rule in closing.close:
-        store.runs.finish_members(run.run_id, rule.status, rule.message, rule.only)
+        store.runs.finish_members(run.run_id, rule.status, rule.message, rule.only, owner)
     if not closing.probe:
         return
     records = store.instances.get(closing.probe)
     seen = probe_and_record(probe, store, run,
                             [records[i] for i in closing.probe if i in records])
-    store.runs.apply_updates(run.run_id, settle(closing.probe, seen, store.db.clock()))
+    store.runs.apply_updates(run.run_id, settle(closing.probe, seen, store.db.clock()), owner)

@@ -28,7 +28,7 @@ from orchestrator.engine.reaper import Reaper
 from orchestrator.engine.settle import Probe, apply_closing
 from orchestrator.models import Status
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.store import StaleWriterError, Store
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,10 @@ class Worker:
         follow_up: str | None = None
         try:
             status, follow_up = self._carry(run_id, lease)
+        except StaleWriterError as exc:
+            log.warning("%s; this worker leaves the run to the process that took it over",
+                        exc)
+            return None
         except Exception as exc:
             log.exception("run %s failed inside floy", run_id)
             self._abort(run_id, f"internal error in the worker: {exc}")
@@ -86,7 +90,7 @@ class Worker:
             return self._close(run, closing.before_start())
         instances = self.store.instances.get(m.instance_id for m in members)
         ordered = [instances[m.instance_id] for m in members if m.instance_id in instances]
-        self.store.runs.set_status(run_id, Status.IN_PROGRESS)
+        self.store.runs.set_status(run_id, Status.IN_PROGRESS, owner=self.owner)
         if run.kind == RunKind.ROLLBACK:
             plan = planning.bake(self.settings, run, ordered,
                                  planning.rollback_extravars(run, self.settings),
@@ -99,6 +103,7 @@ class Worker:
         sink = EventSink(
             self.store.runs,
             run_id,
+            self.owner,
             FoldState.start(
                 [m.instance_id for m in members],
                 package_url=run.request.package_url,
@@ -112,7 +117,7 @@ class Worker:
 
         def should_cancel() -> bool:
             sink.flush_if_due()  # runner polls every 0.2 s: keeps status fresh when quiet
-            if lease.lost.is_set():
+            if lease.lost.is_set() or sink.taken_over is not None:
                 return True
             now = time.monotonic()
             if now < checks["next"]:
@@ -127,11 +132,14 @@ class Worker:
             sink.flush_within(max(STORE_RETRY_SECONDS, self.settings.lease_seconds))
         log.info("run %s: ansible-playbook ended %s (rc=%s) after %.1f s, %d events", run_id,
                  outcome.status, outcome.rc, outcome.seconds, outcome.events)
+        if sink.taken_over is not None:
+            raise sink.taken_over
+        if lease.lost.is_set():
+            raise StaleWriterError(run_id, "another process took its lease over")
         loaded = self.store.runs.with_members(run_id)
         assert loaded is not None
         if outcome.cancelled:
-            reason = "worker lost its lease" if lease.lost.is_set() else "cancelled on request"
-            return self._close(run, closing.after_cancel(loaded[1], reason))
+            return self._close(run, closing.after_cancel(loaded[1], "cancelled on request"))
         end = closing.PlaybookEnd(outcome.status, outcome.rc, outcome.stdout_tail,
                                   stats_seen=sink.state.finished)
         return self._close(run, closing.after_playbook(run, loaded[1], end))
@@ -139,7 +147,7 @@ class Worker:
     def _close(self, run: RunRecord, how: closing.Closing) -> tuple[Status, str | None]:
         """End the run as ``how`` says; a failed deployment with ``auto_rollback`` records
         its automatic rollback, whose ID is returned for this worker to carry next."""
-        apply_closing(self.probe, self.store, run, how)
+        apply_closing(self.probe, self.store, run, how, self.owner)
         status, message, follow_up = how.status, how.message, None
         if status is None:
             loaded = self.store.runs.with_members(run.run_id)
@@ -149,9 +157,10 @@ class Worker:
                     and run.request.auto_rollback):
                 follow_up, note = start_automatic(
                     self.store, run, loaded[1],
-                    allowed_hosts=self.settings.allowed_package_hosts)
+                    allowed_hosts=self.settings.allowed_package_hosts, owner=self.owner)
                 message += f"; {note}"
-        self.store.runs.set_status(run.run_id, status, error_message=message, finished=True)
+        self.store.runs.set_status(run.run_id, status, error_message=message, finished=True,
+                                   owner=self.owner)
         return status, follow_up
 
     def close_unclaimed(self, run_id: str) -> None:
@@ -171,6 +180,8 @@ class Worker:
             run = self.store.runs.get(run_id)
             if run is not None:
                 self._close(run, closing.after_crash(reason))
+        except StaleWriterError as exc:
+            log.warning("could not record the failure: %s", exc)
         except Exception:
             log.exception("could not record the failure of %s", run_id)
 

@@ -17,11 +17,11 @@ from orchestrator.store.database import Clock, Database, open_engine
 from orchestrator.store.history import History
 from orchestrator.store.instances import Instances
 from orchestrator.store.leases import Leases
-from orchestrator.store.runs import Runs
+from orchestrator.store.runs import Runs, StaleWriterError
 from orchestrator.store.views import StatusRow, VersionRow, Views
 from orchestrator.timefmt import utcnow
 
-__all__ = ["Clock", "StatusRow", "Store", "VersionRow"]
+__all__ = ["Clock", "StaleWriterError", "StatusRow", "Store", "VersionRow"]
 
 
 class Store:

@@ -27,8 +27,45 @@ from orchestrator.store.rows import (
 from orchestrator.timefmt import parse_time
 
 
+class StaleWriterError(Exception):
+    """A write to a run that its writer no longer owns: the run finished, or (for a write
+    made as a lease holder) another process took its lease over. Nothing was written; the
+    run is the new owner's to close.
+
+    This is the fence between a worker that was only slow (a database outage outlasted its
+    lease) and the reaper that took its run over: the first of them to write after the
+    takeover that is not the lease holder is refused, so a finished run never changes.
+    """
+
+    def __init__(self, run_id: str, why: str) -> None:
+        super().__init__(f"run {run_id}: {why}")
+        self.run_id = run_id
+
+
+def _hold(conn: sa.Connection, run_id: str, owner: str | None) -> None:
+    """Inside a write transaction: lock the run's row (``FOR UPDATE`` on PostgreSQL; SQLite
+    writers are serialised already) and raise StaleWriterError unless the run is unfinished
+    and, when ``owner`` is given, that owner holds its lease."""
+    row = conn.execute(
+        sa.select(t.runs.c.lease_owner, t.runs.c.finished_at)
+        .where(t.runs.c.run_id == run_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise StaleWriterError(run_id, "it is not in the store")
+    if row.finished_at is not None:
+        raise StaleWriterError(run_id, "it finished already")
+    if owner is not None and row.lease_owner != owner:
+        raise StaleWriterError(
+            run_id, f"its lease is held by {row.lease_owner or 'no one'}, not {owner}")
+
+
 class Runs:
-    """Deployment and rollback runs; every method is one transaction."""
+    """Deployment and rollback runs; every method is one transaction.
+
+    Every write to a run in flight refuses a finished run, and, given the writer's lease
+    ``owner``, a run whose lease another process holds (:class:`StaleWriterError`).
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -38,15 +75,17 @@ class Runs:
         run: RunRecord,
         members: Sequence[RunInstanceRecord],
         take_over_from: str | None = None,
+        owner: str | None = None,
     ) -> None:
         """Record a run and its instances, and lock those instances, atomically.
 
         Raises ConflictError if the run ID exists or any instance is busy in another run.
         ``take_over_from`` hands that run's locks on these instances to the new run in the
-        same transaction (an automatic rollback takes over from its deployment).
+        same transaction (an automatic rollback takes over from its deployment, which must
+        be unfinished and, given ``owner``, held by that owner).
         """
         try:
-            self._create(run, members, take_over_from)
+            self._create(run, members, take_over_from, owner)
         except sa.exc.IntegrityError:
             # Two writers raced past the checks (possible on PostgreSQL): the primary keys
             # of runs and instance_locks let exactly one of them in.
@@ -61,10 +100,13 @@ class Runs:
         run: RunRecord,
         members: Sequence[RunInstanceRecord],
         take_over_from: str | None,
+        owner: str | None,
     ) -> None:
         now = stamp(run.created_at)
         ids = [m.instance_id for m in members]
         with self.db.write() as conn:
+            if take_over_from is not None:
+                _hold(conn, take_over_from, owner)
             if conn.execute(
                 sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run.run_id)
             ).first():
@@ -124,8 +166,11 @@ class Runs:
         *,
         error_message: str | None = None,
         finished: bool = False,
+        owner: str | None = None,
     ) -> None:
-        """Move a run to ``status``; a finished run also releases its instance locks."""
+        """Move an unfinished run to ``status``; a finished run also releases its instance
+        locks. Raises StaleWriterError (writing nothing) if the run finished or ``owner``
+        no longer holds its lease."""
         now = stamp(self.db.clock())
         values: dict[str, Any] = {"status": status.value, "updated_at": now}
         if error_message is not None:
@@ -133,16 +178,21 @@ class Runs:
         if finished:
             values.update(finished_at=now, lease_owner=None, lease_expires_at=None)
         with self.db.write() as conn:
+            _hold(conn, run_id, owner)
             conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
             if finished:
                 conn.execute(t.instance_locks.delete().where(t.instance_locks.c.run_id == run_id))
 
-    def apply_updates(self, run_id: str, updates: Sequence[InstanceUpdate]) -> None:
-        """Apply folded event updates to a run's instances, the registry and release history."""
+    def apply_updates(
+        self, run_id: str, updates: Sequence[InstanceUpdate], owner: str | None = None
+    ) -> None:
+        """Apply folded event updates to a run's instances, the registry and release
+        history; StaleWriterError as :meth:`set_status`."""
         if not updates:
             return
         now = self.db.clock()
         with self.db.write() as conn:
+            _hold(conn, run_id, owner)
             for up in updates:
                 values = update_values(up)
                 if values:
@@ -165,11 +215,18 @@ class Runs:
             )
 
     def finish_members(
-        self, run_id: str, status: Status, error_message: str, only: Iterable[Status]
+        self,
+        run_id: str,
+        status: Status,
+        error_message: str,
+        only: Iterable[Status],
+        owner: str | None = None,
     ) -> int:
-        """Close every instance of a run still in one of ``only`` statuses; returns the count."""
+        """Close every instance of a run still in one of ``only`` statuses; returns the
+        count. StaleWriterError as :meth:`set_status`."""
         now = stamp(self.db.clock())
         with self.db.write() as conn:
+            _hold(conn, run_id, owner)
             result = conn.execute(
                 t.run_instances.update()
                 .where(

@@ -138,6 +138,39 @@ def test_a_read_reports_a_lost_worker_and_the_next_deploy_reaps_it(
     assert env.wait("after-1").status is Status.COMPLETED
 
 
+def test_a_worker_paused_past_its_lease_leaves_the_reaped_run_as_closed(
+        floy_async_env: FloyEnv) -> None:
+    """The CI soak's store_integrity failure (seed 1747323746, PostgreSQL, step 4): a
+    database restart outlasted a live worker's lease, the reaper took the run over, stopped
+    its ansible-playbook and closed it, and the worker, back, closed it a second time. Here
+    the worker is paused (SIGSTOP) past its 3 s lease: once resumed it finds its writes
+    refused and leaves the reaper's record as it was."""
+    env = floy_async_env
+    ids = env.register(2)
+    start(env, "1.0.0", ids, "base", batch_size="2")
+    assert env.wait("base").status is Status.COMPLETED
+    start(env, "9.0.0-hang", ids, "slow-1", timeout=120, retry_count=0)
+    env.wait_in_flight("slow-1")
+    pid = env.service.worker_pid("slow-1")
+    assert pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: "slow-1" in env.service.reap_stale_runs(), 30,
+                   "the reaper to take the paused worker's run over")
+        closed = env.store.runs.with_members("slow-1")
+        assert closed is not None and closed[0].finished_at is not None
+        assert "worker lost" in closed[0].error_message
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists()
+               or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z",
+               60, "the resumed worker to exit")
+    assert env.store.runs.with_members("slow-1") == closed, "the reaper's record stands"
+    log = (env.settings.home / "logs" / "slow-1.log").read_text()
+    assert "leaves the run to the process that took it over" in log, log[-2000:]
+    assert env.leftovers("slow-1") == []
+
+
 def test_a_new_worker_reaps_a_lost_run(floy_async_env: FloyEnv) -> None:
     env = floy_async_env
     ids = env.register(2)

@@ -328,8 +328,9 @@ def test_auto_rollback_drops_a_recorded_url_the_policy_no_longer_allows(home: Ho
                                  previous_version="1.0.0", current_version="2.0.0")
                for n, i in enumerate(("hello-1", "hello-2"))]
     home.store.runs.create(deploy, members)
+    assert home.store.leases.acquire("d-2", "w", 30, 1)
     run_id, note = start_automatic(home.store, deploy, members,
-                                   allowed_hosts=frozenset({"127.0.0.1"}))
+                                   allowed_hosts=frozenset({"127.0.0.1"}), owner="w")
     assert run_id is not None
     assert "no longer allowed" in note and "hello-2" in note, note
     loaded = home.store.runs.with_members(run_id)

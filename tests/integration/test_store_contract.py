@@ -20,7 +20,7 @@ from orchestrator.domain.records import RunInstanceRecord, RunRecord
 from orchestrator.domain.request import RunRequest
 from orchestrator.errors import ConflictError
 from orchestrator.models import InstanceSpec, Status
-from orchestrator.store import Store
+from orchestrator.store import StaleWriterError, Store
 from orchestrator.timefmt import format_time, utcnow
 from tests.helpers.store import table_counts
 
@@ -319,6 +319,48 @@ def test_release_hands_the_lease_back_unfinished(store: Store) -> None:
     assert _got(store, "r1").lease_owner == "b"
     store.runs.set_status("r1", Status.COMPLETED, finished=True)
     assert not store.leases.release("r1", "b"), "a finished run holds no lease"
+
+
+def test_a_run_taken_over_refuses_its_old_holder_and_a_finished_run_refuses_all(
+        store: Store) -> None:
+    """The fence between a worker whose lease lapsed in a database outage and the reaper
+    that took its run over: the old holder's writes are refused, whole, once the lease
+    changed hands; after the run finished no write changes it."""
+    store.runs.create(*_run("r1", ["i-0", "i-1"]))
+    assert store.leases.acquire("r1", "slow", -1, 1)  # its renewals failed: expired
+    assert store.leases.acquire("r1", "reaper", 30, 2)
+    before = store.runs.with_members("r1")
+    done = InstanceUpdate("i-0", status=Status.COMPLETED, current_version="2.0",
+                          completed_at=NOW, release={"package_url": "", "sha256": ""})
+    refused = [
+        lambda: store.runs.set_status("r1", Status.IN_PROGRESS, owner="slow"),
+        lambda: store.runs.apply_updates("r1", [done], owner="slow"),
+        lambda: store.runs.finish_members("r1", Status.FAILED, "x", (Status.PENDING,),
+                                          owner="slow"),
+        lambda: store.runs.set_status("r1", Status.COMPLETED, finished=True, owner="slow"),
+        lambda: store.runs.create(*_run("r1-rollback", ["i-0"]), take_over_from="r1",
+                                  owner="slow"),
+    ]
+    for write in refused:
+        with pytest.raises(StaleWriterError, match="r1: its lease is held by reaper, not slow"):
+            write()
+    assert store.runs.with_members("r1") == before, "nothing of a refused write went in"
+    assert store.runs.get("r1-rollback") is None
+    assert store.instances.get(["i-0"])["i-0"].version != "2.0", "nor into the registry"
+    assert store.history.completed_release("i-0", "2.0") is None
+
+    assert store.runs.finish_members("r1", Status.FAILED, "lost", (Status.PENDING,),
+                                     owner="reaper") == 2
+    store.runs.set_status("r1", Status.FAILED, finished=True, owner="reaper")
+    finished = store.runs.with_members("r1")
+    for write in [
+        *refused[1:3],
+        lambda: store.runs.set_status("r1", Status.COMPLETED, finished=True),
+        lambda: store.runs.apply_updates("r1", [done]),
+    ]:
+        with pytest.raises(StaleWriterError, match="r1: it finished already"):
+            write()
+    assert store.runs.with_members("r1") == finished, "a finished run never changes"
 
 
 def test_stale_runs_are_found_by_expired_lease(store: Store) -> None:

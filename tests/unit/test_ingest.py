@@ -19,7 +19,8 @@ class FlakyRuns:
         self.failures = failures
         self.written: list[InstanceUpdate] = []
 
-    def apply_updates(self, run_id: str, updates: Sequence[InstanceUpdate]) -> None:
+    def apply_updates(self, run_id: str, updates: Sequence[InstanceUpdate],
+                      owner: str | None = None) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("server closed the connection unexpectedly")
@@ -33,7 +34,7 @@ def start(host: str) -> RunnerEvent:
 
 def sink_over(store: FlakyRuns) -> EventSink:
     clock = iter(range(1000))
-    return EventSink(store, "r1", FoldState.start(["a", "b"]),  # type: ignore[arg-type]
+    return EventSink(store, "r1", "w", FoldState.start(["a", "b"]),  # type: ignore[arg-type]
                      interval=0.0, clock=lambda: float(next(clock)))
 
 
