@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,8 +38,14 @@ CONFIG_KEYS = frozenset(
         "allowed_package_hosts",
         "forks",
         "lease_seconds",
+        "executor",
+        "node_name",
     }
 )
+#: How ``execute_deployment`` hands a recorded run on: ``process`` starts a detached worker
+#: process per run (the embedded default); ``queue`` only records it, for a ``floy worker``
+#: daemon to claim.
+EXECUTORS = ("process", "queue")
 #: A dead worker's run is noticed when its lease expires: more than a day helps nobody.
 MAX_LEASE_SECONDS = 86400.0
 DB_URL_EXAMPLES = "sqlite:////var/lib/floy/floy.db or postgresql+psycopg://floy@db.example/floy"
@@ -56,6 +63,10 @@ class Settings:
     allowed_package_hosts: frozenset[str] = frozenset()
     forks: int = 20
     lease_seconds: float = 15.0
+    executor: str = "process"
+    #: This machine's name in lease owners and worker rows (the reaper stops a lost run's
+    #: processes only on the machine that ran them); the host name by default.
+    node_name: str = dataclasses.field(default_factory=socket.gethostname)
     python: str = sys.executable
 
     def __post_init__(self) -> None:
@@ -63,6 +74,8 @@ class Settings:
         # a NaN lease would leave every run pending for ever.
         _forks(self.forks, "Settings.forks")
         _lease_seconds(self.lease_seconds, "Settings.lease_seconds")
+        _executor(self.executor, "Settings.executor")
+        _node_name(self.node_name, "Settings.node_name")
 
     @property
     def runs_dir(self) -> Path:
@@ -88,6 +101,8 @@ class Settings:
             allowed_package_hosts=frozenset(data["allowed_package_hosts"]),
             forks=int(data["forks"]),
             lease_seconds=float(data["lease_seconds"]),
+            executor=data.get("executor", "process"),
+            node_name=data.get("node_name") or socket.gethostname(),
             python=data["python"],
         )
 
@@ -131,6 +146,8 @@ def load_settings(
     ca_bundle = pick(None, "FLOY_CA_BUNDLE", "ca_bundle")
     forks = pick(None, "FLOY_FORKS", "forks")
     lease = pick(None, "FLOY_LEASE_SECONDS", "lease_seconds")
+    executor = pick(None, "FLOY_EXECUTOR", "executor")
+    node = pick(None, "FLOY_NODE_NAME", "node_name")
     return Settings(
         home=home_path,
         db_url=(check_db_url(*db) if db is not None
@@ -142,6 +159,8 @@ def load_settings(
         allowed_package_hosts=frozenset() if hosts is None else _hosts(*hosts),
         forks=20 if forks is None else _forks(*forks),
         lease_seconds=15.0 if lease is None else _lease_seconds(*lease),
+        executor="process" if executor is None else _executor(*executor),
+        node_name=socket.gethostname() if node is None else _node_name(*node),
     )
 
 
@@ -236,6 +255,23 @@ def _lease_seconds(value: object, source: str) -> float:
         raise ConfigError(f"{source} must be a number of seconds from 1 to "
                           f"{MAX_LEASE_SECONDS:g}, got {_describe(value)}")
     return float(number)
+
+
+def _executor(value: object, source: str) -> str:
+    if value not in EXECUTORS:
+        raise ConfigError(f"{source} must be one of {', '.join(EXECUTORS)}, "
+                          f"got {_describe(value)}")
+    return str(value)
+
+
+def _node_name(value: object, source: str) -> str:
+    """A machine name: letters, digits, dots, dashes and underscores (it is the first part
+    of a lease owner ``node:pid:random``, so no colon)."""
+    text = _string(value, source, "a machine name")
+    if not 1 <= len(text) <= 64 or not all(c.isalnum() or c in "._-" for c in text):
+        raise ConfigError(f"{source} must be 1-64 letters, digits, dots, dashes or "
+                          f"underscores, got {_describe(value)}")
+    return text
 
 
 def _path(value: str | Path, home: Path) -> Path:

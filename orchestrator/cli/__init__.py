@@ -24,13 +24,14 @@ from orchestrator.cli import (
     rollback,
     status,
     versions,
+    worker,
 )
 from orchestrator.cli.app import cli, log
 from orchestrator.errors import ExitCode, FloyError
 
 for _verb in (deploy.deploy, status.status, cancel.cancel, rollback.rollback,
               history.history, refresh.refresh, versions.versions, instances.instances,
-              reap.reap):
+              reap.reap, worker.worker, worker.workers):
     cli.add_command(_verb)
 
 __all__ = ["cli", "main"]

@@ -8,7 +8,9 @@ instances as the store holds them once the last events are written):
   lease;
 - :func:`before_start`: a cancel arrived before the worker started it;
 - :func:`after_crash`: floy itself failed while carrying it;
-- :func:`after_worker_lost`: its worker died and the reaper closes it.
+- :func:`after_worker_lost`: its worker died and the reaper closes it;
+- :func:`handed_back`: a stopping worker daemon gives it back unfinished, for another to
+  resume (the one way that leaves the run open).
 
 Each returns a :class:`Closing`: instances closed from the record alone (:class:`CloseAll`),
 instances whose outcome only their disk can tell, with how to close them once a probe has
@@ -164,6 +166,17 @@ def after_worker_lost(
     else:
         close = (CloseAll((Status.PENDING,), Status.CANCELLED, f"not started: {reason}"),)
     return Closing(close, probe, Status.FAILED, reason)
+
+
+def handed_back(members: Sequence[RunInstanceRecord], reason: str) -> Closing:
+    """A stopping worker stopped the run's ansible-playbook to give the run back: the
+    instances in flight are probed, their versions recorded, and they go back to pending
+    (resuming releases them again: an instance already on the target only passes its
+    health check); the run goes back to pending, unfinished."""
+    probe = {m.instance_id: Settle(Status.PENDING, reason, finish=False)
+             for m in members if m.status is Status.IN_PROGRESS}
+    probe.update(_unknown(members))
+    return Closing((), probe, Status.PENDING, reason)
 
 
 def settled(

@@ -190,8 +190,10 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
     update: InstanceUpdate | None = None
 
     if kind == "runner_on_start" and release_task and current is Status.PENDING:
+        # error_message: a resumed run's instance starts afresh ("handed back …" cleared)
         update = InstanceUpdate(
-            host, status=Status.IN_PROGRESS, started_at=at, phase="release", attempts=1
+            host, status=Status.IN_PROGRESS, started_at=at, phase="release", attempts=1,
+            error_message="",
         )
     elif kind == "runner_retry" and release_task:
         attempts = _int(res.get("attempts"), state.attempts.get(host, 1)) + 1

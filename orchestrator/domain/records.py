@@ -72,8 +72,9 @@ class RunRecord:
             return False
         if self.lease_expires_at is not None:
             return self.lease_expires_at < now
+        # updated_at: recorded, or handed back by a stopping worker daemon
         return (self.lease_owner is None
-                and self.created_at < now - timedelta(seconds=pending_grace))
+                and self.updated_at < now - timedelta(seconds=pending_grace))
 
 
 @dataclass(frozen=True)
@@ -190,3 +191,26 @@ class Observation:
     def trusted(self) -> bool:
         """Reached, and its current version passed validation: safe to record."""
         return self.reachable and not self.refused_version
+
+
+class WorkerState(StrEnum):
+    """What a ``floy worker`` daemon is doing."""
+
+    RUNNING = "running"  # claiming and carrying runs
+    DRAINING = "draining"  # stopping: claims nothing more, finishes or hands back its runs
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A ``floy worker`` daemon as it last reported itself."""
+
+    name: str  # its lease-owner name: node:pid:random
+    node: str
+    pid: int
+    max_runs: int
+    running: int
+    state: WorkerState
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None = None

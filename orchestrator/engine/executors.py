@@ -4,21 +4,27 @@
 - :class:`ProcessExecutor` (the default) starts a detached worker process that outlives the
   caller: ``execute_deployment`` returns at once and the run goes on if the CLI exits.
 - :class:`InlineExecutor` carries the run in the calling thread (for embedding and tests).
+- :class:`QueueExecutor` (``executor: queue``) only leaves the run queued: a ``floy worker``
+  daemon (:mod:`orchestrator.engine.daemon`), on this machine or another, claims it.
 
-Both probe in the calling process (a probe is a short read-only playbook).
+All of them probe in the calling process (a probe is a short read-only playbook).
 """
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.domain.records import InstanceRecord, Observation
+from orchestrator.engine.reaper import LIVE_WORKER_SECONDS
 from orchestrator.engine.worker import Worker
 from orchestrator.errors import ExecutionError
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+
+log = logging.getLogger(__name__)
 
 
 class _LocalWork:
@@ -73,3 +79,16 @@ class InlineExecutor(_LocalWork):
     def submit(self, run_id: str) -> None:
         """Carry the run to its end before returning."""
         self.worker.run(run_id)
+
+
+class QueueExecutor(_LocalWork):
+    """Leaves each run queued in the store for a ``floy worker`` daemon to claim."""
+
+    def submit(self, run_id: str) -> None:
+        """Nothing to start: the run is recorded pending and unleased, which is queued. Says
+        so when no daemon is alive to claim it (the run waits; the reaper closes it once it
+        has waited :data:`~orchestrator.engine.reaper.UNCLAIMED_GRACE_SECONDS` with no daemon
+        alive)."""
+        if not self.store.workers.live(LIVE_WORKER_SECONDS * self.settings.lease_seconds):
+            log.warning("run %s is queued but no floy worker daemon is alive to claim it: "
+                        "start one with `floy worker`", run_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -14,10 +13,15 @@ from orchestrator.store import Store
 log = logging.getLogger(__name__)
 
 
-def owner_name(role: str = "") -> str:
-    """A lease owner name: ``[role:]host:pid:random`` (the reaper reads the host)."""
-    name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    return f"{role}:{name}" if role else name
+def owner_name(node: str, role: str = "") -> str:
+    """A lease owner name: ``node:pid:random[:role]`` (the reaper reads the node)."""
+    name = f"{node}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{name}:{role}" if role else name
+
+
+def owner_node(owner: str) -> str:
+    """The machine an owner name says it runs on."""
+    return owner.split(":", 1)[0]
 
 
 @dataclass

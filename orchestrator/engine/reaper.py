@@ -5,6 +5,8 @@ gone) or when no worker claimed it in time. Reads never reap (a status only repo
 run as such). Who reaps, and when:
 
 - every worker process, at its start: every stale run;
+- every ``floy worker`` daemon, every ``lease_seconds``: every stale run (a run that waits
+  in the queue while a daemon is alive is not stale: the daemons are busy, not gone);
 - a command that needs instance locks (deploy, both rollbacks): the stale runs holding
   those instances, before it records its own run;
 - ``cancel``: the run it cancels, when that run is stale.
@@ -22,13 +24,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Iterable
 
 from orchestrator.ansible.processes import stop_run
 from orchestrator.domain.closing import after_worker_lost
 from orchestrator.domain.records import RunRecord
-from orchestrator.engine.lease import LeaseKeeper, owner_name
+from orchestrator.engine.lease import LeaseKeeper, owner_name, owner_node
 from orchestrator.engine.settle import Probe, apply_closing
 from orchestrator.settings import Settings
 from orchestrator.store import StaleWriterError, Store
@@ -37,8 +38,11 @@ from orchestrator.timefmt import format_time
 log = logging.getLogger(__name__)
 
 # A run no worker has claimed after this long is taken as lost (a worker claims within
-# a second of being started).
+# a second of being started), unless a worker daemon is alive: then it waits in the queue.
 UNCLAIMED_GRACE_SECONDS = 60.0
+#: A daemon is alive while its last heartbeat is at most this many leases old (it beats
+#: every third of a lease).
+LIVE_WORKER_SECONDS = 2.0
 
 
 def lost_reason(run: RunRecord) -> str:
@@ -62,8 +66,13 @@ class Reaper:
         runs this call closed."""
         reaped = []
         seconds = self.settings.lease_seconds
-        for run in self.store.leases.stale(UNCLAIMED_GRACE_SECONDS, run_ids):
-            owner = owner_name("reaper")
+        stale = self.store.leases.stale(UNCLAIMED_GRACE_SECONDS, run_ids)
+        if any(r.lease_expires_at is None for r in stale) and self.store.workers.live(
+                LIVE_WORKER_SECONDS * seconds):
+            # queued behind other runs, not orphaned: a live daemon will claim them
+            stale = [r for r in stale if r.lease_expires_at is not None]
+        for run in stale:
+            owner = owner_name(self.settings.node_name, "reaper")
             if not self.store.leases.acquire(run.run_id, owner, seconds, os.getpid()):
                 continue  # another process got there first, or it finished meanwhile
             lease = LeaseKeeper(self.store, run.run_id, owner, seconds)
@@ -88,7 +97,7 @@ class Reaper:
     def close(self, run: RunRecord, owner: str) -> None:
         """Close one stale run; the caller holds its lease as ``owner``."""
         reason = lost_reason(run)
-        same_host = (run.lease_owner or "").split(":", 1)[0] == socket.gethostname()
+        same_host = owner_node(run.lease_owner or "") == self.settings.node_name
         stopped = (stop_run(self.settings, run.run_id)
                    if same_host or not run.lease_owner else 0)
         if stopped:

@@ -13,12 +13,14 @@ import functools
 import logging
 import os
 import sys
+import threading
 import time
 
 from orchestrator.ansible import plan as planning
 from orchestrator.ansible import runner
 from orchestrator.ansible.probe import probe_instances
 from orchestrator.domain import closing
+from orchestrator.domain.batching import batch_sizes
 from orchestrator.domain.events import FoldState, InstanceUpdate
 from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord
 from orchestrator.engine.autorollback import start_automatic
@@ -29,6 +31,7 @@ from orchestrator.engine.settle import Probe, apply_closing
 from orchestrator.models import Status
 from orchestrator.settings import Settings
 from orchestrator.store import StaleWriterError, Store
+from orchestrator.timefmt import format_time
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +57,12 @@ class Worker:
         self.store = store
         self.execute = execute
         self.probe: Probe = probe or functools.partial(probe_instances, settings)
-        self.owner = owner_name()
+        self.owner = owner_name(settings.node_name)
 
-    def run(self, run_id: str) -> Status | None:
-        """Carry ``run_id`` to its end; None if another worker holds it."""
+    def run(self, run_id: str, hand_back: threading.Event | None = None) -> Status | None:
+        """Carry ``run_id`` to its end; None if another process holds it. Once
+        ``hand_back`` is set (a stopping daemon's grace is over) the run is stopped and
+        given back unfinished (``pending``) instead."""
         if not self.store.leases.acquire(run_id, self.owner, self.settings.lease_seconds,
                                          os.getpid()):
             log.info("run %s is owned by another worker or finished", run_id)
@@ -66,7 +71,7 @@ class Worker:
         lease.start()
         follow_up: str | None = None
         try:
-            status, follow_up = self._carry(run_id, lease)
+            status, follow_up = self._carry(run_id, lease, hand_back or threading.Event())
         except StaleWriterError as exc:
             log.warning("%s; this worker leaves the run to the process that took it over",
                         exc)
@@ -78,26 +83,36 @@ class Worker:
         finally:
             lease.close()
         if follow_up is not None:
-            self.run(follow_up)  # the automatic rollback, carried by this same worker
+            self.run(follow_up, hand_back)  # the automatic rollback, by this same worker
         return status
 
-    def _carry(self, run_id: str, lease: LeaseKeeper) -> tuple[Status, str | None]:
+    def _carry(self, run_id: str, lease: LeaseKeeper,
+               hand_back: threading.Event) -> tuple[Status, str | None]:
         loaded = self.store.runs.with_members(run_id)
         if loaded is None:
             raise LookupError(f"run {run_id} vanished from the store")
         run, members = loaded
         if run.cancel_requested_at is not None:
             return self._close(run, closing.before_start())
-        instances = self.store.instances.get(m.instance_id for m in members)
-        ordered = [instances[m.instance_id] for m in members if m.instance_id in instances]
+        # A run handed back by a stopping daemon resumes with the instances still pending.
+        todo = [m for m in members if m.status is Status.PENDING]
+        resumed = len(todo) < len(members)
+        if not todo:
+            return self._close(run, closing.Closing())
+        instances = self.store.instances.get(m.instance_id for m in todo)
+        ordered = [instances[m.instance_id] for m in todo if m.instance_id in instances]
         self.store.runs.set_status(run_id, Status.IN_PROGRESS, owner=self.owner)
         if run.kind == RunKind.ROLLBACK:
-            plan = planning.bake(self.settings, run, ordered,
-                                 planning.rollback_extravars(run, self.settings),
-                                 planning.rollback_host_vars(members))
+            extravars = planning.rollback_extravars(run, self.settings)
+            host_vars = planning.rollback_host_vars(todo)
         else:
-            plan = planning.bake(self.settings, run, ordered,
-                                 planning.deploy_extravars(run, self.settings))
+            extravars = planning.deploy_extravars(run, self.settings)
+            host_vars = None
+        if _set_aside(self.settings, run_id) or resumed:
+            extravars.update(_resumed_vars(run, members))
+            log.info("run %s resumes with %d of %d instance(s)", run_id, len(todo),
+                     len(members))
+        plan = planning.bake(self.settings, run, ordered, extravars, host_vars)
 
         by_id = {m.instance_id: m for m in members}
         sink = EventSink(
@@ -105,7 +120,7 @@ class Worker:
             run_id,
             self.owner,
             FoldState.start(
-                [m.instance_id for m in members],
+                [m.instance_id for m in todo],
                 package_url=run.request.package_url,
                 sha256=run.request.package_sha256,
             ),
@@ -117,7 +132,7 @@ class Worker:
 
         def should_cancel() -> bool:
             sink.flush_if_due()  # runner polls every 0.2 s: keeps status fresh when quiet
-            if lease.lost.is_set() or sink.taken_over is not None:
+            if lease.lost.is_set() or sink.taken_over is not None or hand_back.is_set():
                 return True
             now = time.monotonic()
             if now < checks["next"]:
@@ -138,6 +153,8 @@ class Worker:
             raise StaleWriterError(run_id, "another process took its lease over")
         loaded = self.store.runs.with_members(run_id)
         assert loaded is not None
+        if outcome.cancelled and loaded[0].cancel_requested_at is None and hand_back.is_set():
+            return self._hand_back(run, loaded[1]), None
         if outcome.cancelled:
             return self._close(run, closing.after_cancel(loaded[1], "cancelled on request"))
         end = closing.PlaybookEnd(outcome.status, outcome.rc, outcome.stdout_tail,
@@ -163,6 +180,16 @@ class Worker:
                                    owner=self.owner)
         return status, follow_up
 
+    def _hand_back(self, run: RunRecord, members: list[RunInstanceRecord]) -> Status:
+        """Give the run back unfinished (see :func:`orchestrator.domain.closing.handed_back`)."""
+        how = closing.handed_back(members, f"handed back by worker {self.owner}")
+        apply_closing(self.probe, self.store, run, how, self.owner)
+        self.store.runs.hand_back(run.run_id, self.owner,
+                                  f"{how.message} at {format_time(self.store.db.clock())}; "
+                                  "the next worker to claim it resumes it")
+        log.info("run %s handed back", run.run_id)
+        return Status.PENDING
+
     def close_unclaimed(self, run_id: str) -> None:
         """Close a run cancelled before any worker claimed it, under its lease so that no
         worker starts it meanwhile; a run not cancelled is handed back untouched."""
@@ -184,6 +211,30 @@ class Worker:
             log.warning("could not record the failure: %s", exc)
         except Exception:
             log.exception("could not record the failure of %s", run_id)
+
+
+def _resumed_vars(run: RunRecord, members: list[RunInstanceRecord]) -> dict[str, int]:
+    """What a resumed run's playbook needs to keep the run's shape: the batch size the run
+    started with (a percentage of the remaining instances would differ) and what is left of
+    the failure budget."""
+    failed = sum(1 for m in members if m.status is Status.FAILED)
+    return {
+        "floy_batch_size": batch_sizes(run.request.batch_size, len(members))[0],
+        "floy_max_failures": max(0, run.request.max_failures - failed),
+    }
+
+
+def _set_aside(settings: Settings, run_id: str) -> bool:
+    """Move an earlier attempt's private data dir aside (runner must never reuse one, and
+    the run ID stays the marker of this attempt's processes); True if there was one."""
+    pdd = settings.runs_dir / run_id
+    if not pdd.exists():
+        return False
+    n = 1
+    while (aside := settings.runs_dir / f"{run_id}.attempt-{n}").exists():
+        n += 1
+    pdd.rename(aside)
+    return True
 
 
 def _with_member_package(

@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.ansible.importer import DEFAULT_TIMEOUT
-from orchestrator.domain.records import RunSummary, VersionCheck
+from orchestrator.domain.records import RunSummary, VersionCheck, WorkerRecord
 from orchestrator.engine import Executor
 from orchestrator.models import (
     BatchRollbackParams,
@@ -42,6 +42,9 @@ from orchestrator.service.versions import Versions
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timefmt import utcnow
+
+if TYPE_CHECKING:
+    from orchestrator.engine.daemon import WorkerDaemon
 
 
 class DeployExecutor(Protocol):
@@ -152,6 +155,19 @@ class FloyDeployService:
         returns the IDs of the runs closed. Reads never do this."""
         return self.ctx.reaper.reap()
 
+    def worker_daemon(self, *, max_runs: int, grace_seconds: float,
+                      poll_seconds: float) -> WorkerDaemon:
+        """A ``floy worker`` daemon over this service's store and settings (call its
+        ``serve()``; its ``stop()`` is safe from a signal handler)."""
+        from orchestrator.engine.daemon import WorkerDaemon
+
+        return WorkerDaemon(self.settings, self.store, max_runs=max_runs,
+                            grace_seconds=grace_seconds, poll_seconds=poll_seconds)
+
+    def workers(self) -> list[WorkerRecord]:
+        """The ``floy worker`` daemons, the most recent heartbeat first."""
+        return self.store.workers.all()
+
     def worker_pid(self, run_id: str) -> int | None:
         """The process ID of the worker carrying ``run_id``, if any."""
         return self.audit.worker_pid(run_id)
@@ -204,16 +220,22 @@ def open_service(
     """A ready service with the same settings resolution as the CLI.
 
     ``inline=True`` carries runs in the calling thread (``execute_deployment`` returns when
-    the run has ended); the default starts a detached worker process per run.
+    the run has ended); otherwise the settings' ``executor`` decides: ``process`` (the
+    default) starts a detached worker process per run, ``queue`` leaves the run for a
+    ``floy worker`` daemon.
     """
-    from orchestrator.engine.executors import InlineExecutor, ProcessExecutor
+    from orchestrator.engine.executors import InlineExecutor, ProcessExecutor, QueueExecutor
     from orchestrator.settings import load_settings
 
     settings = load_settings(home, db_url, inventory_dir)
     store = Store.open(settings.db_url)
-    executor: Executor = (
-        InlineExecutor(settings, store) if inline else ProcessExecutor(settings, store)
-    )
+    executor: Executor
+    if inline:
+        executor = InlineExecutor(settings, store)
+    elif settings.executor == "queue":
+        executor = QueueExecutor(settings, store)
+    else:
+        executor = ProcessExecutor(settings, store)
     return new_deploy_service(logger or logging.getLogger("floy"), executor, store, settings)
 
 

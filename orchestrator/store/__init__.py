@@ -2,8 +2,9 @@
 
 :class:`Store` opens one database and groups its repositories: ``instances`` (the
 registry), ``runs`` (runs, their instances, cancel requests), ``leases`` (leases and
-instance locks), ``history`` (completed releases, run summaries) and ``views`` (wide read
-projections). Every repository method is one transaction; the clock is injected.
+instance locks, claims from the queue), ``history`` (completed releases, run summaries),
+``views`` (wide read projections) and ``workers`` (the ``floy worker`` daemons). Every
+repository method is one transaction; the clock is injected.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from orchestrator.store.instances import Instances
 from orchestrator.store.leases import Leases
 from orchestrator.store.runs import Runs, StaleWriterError
 from orchestrator.store.views import StatusRow, VersionRow, Views
+from orchestrator.store.workers import Workers
 from orchestrator.timefmt import utcnow
 
 __all__ = ["Clock", "StaleWriterError", "StatusRow", "Store", "VersionRow"]
@@ -35,6 +37,7 @@ class Store:
         self.leases = Leases(self.db)
         self.history = History(self.db)
         self.views = Views(self.db)
+        self.workers = Workers(self.db)
 
     @classmethod
     def open(cls, url: str, clock: Clock = utcnow) -> Store:

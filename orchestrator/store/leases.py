@@ -83,7 +83,8 @@ class Leases:
                 t.runs.c.lease_expires_at < stamp(now),
                 sa.and_(
                     t.runs.c.lease_owner.is_(None),
-                    t.runs.c.created_at < stamp(unclaimed_before),
+                    # updated_at: when it was recorded, or handed back unfinished
+                    t.runs.c.updated_at < stamp(unclaimed_before),
                 ),
             ),
         )
@@ -98,6 +99,49 @@ class Leases:
             result = conn.execute(
                 t.runs.update()
                 .where(t.runs.c.run_id == run_id, t.runs.c.lease_owner == owner)
-                .values(lease_owner=None, lease_expires_at=None, worker_pid=None)
+                .values(lease_owner=None, lease_expires_at=None, worker_pid=None,
+                        updated_at=stamp(self.db.clock()))
             )
             return bool(result.rowcount)
+
+    def claim(self, owner: str, seconds: float, pid: int, limit: int) -> list[str]:
+        """Take the leases of up to ``limit`` queued runs (pending, unfinished, no lease
+        holder), oldest first; returns their IDs.
+
+        ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: concurrent claimers each get other runs
+        and never wait on each other's rows; SQLite serialises writers instead. The update
+        checks the holder again, so a run another process acquired by its ID in between
+        (a per-run worker, a cancel closing it) is not taken twice.
+        """
+        if limit <= 0:
+            return []
+        now = self.db.clock()
+        with self.db.write() as conn:
+            candidates = conn.execute(
+                sa.select(t.runs.c.run_id)
+                .where(
+                    t.runs.c.status == Status.PENDING.value,
+                    t.runs.c.finished_at.is_(None),
+                    t.runs.c.lease_owner.is_(None),
+                )
+                .order_by(t.runs.c.created_at, t.runs.c.run_id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).scalars().all()
+            if not candidates:
+                return []
+            conn.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id.in_(candidates), t.runs.c.lease_owner.is_(None))
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=stamp(now + timedelta(seconds=seconds)),
+                    worker_pid=pid,
+                )
+            )
+            held = conn.execute(
+                sa.select(t.runs.c.run_id)
+                .where(t.runs.c.run_id.in_(candidates), t.runs.c.lease_owner == owner)
+                .order_by(t.runs.c.created_at, t.runs.c.run_id)
+            ).scalars().all()
+            return list(held)

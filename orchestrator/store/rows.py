@@ -17,6 +17,8 @@ from orchestrator.domain.records import (
     RunKind,
     RunRecord,
     RunSummary,
+    WorkerRecord,
+    WorkerState,
 )
 from orchestrator.domain.request import RunRequest
 from orchestrator.errors import StoreDataError
@@ -236,3 +238,19 @@ def member_record(r: Any) -> RunInstanceRecord:
         )
     except _BadValue as exc:
         raise exc.in_row(t.run_instances.name, f"{r.run_id}/{r.instance_id}") from None
+
+
+def worker_record(r: Any) -> WorkerRecord:
+    try:
+        try:
+            state = WorkerState(r.state)
+        except ValueError:
+            words = ", ".join(s.value for s in WorkerState)
+            raise _BadValue("state", f"{r.state!r} is not a worker state ({words})") from None
+        return WorkerRecord(
+            name=r.name, node=r.node, pid=int(r.pid), max_runs=int(r.max_runs),
+            running=int(r.running), state=state, started_at=_time(r, "started_at"),
+            heartbeat_at=_time(r, "heartbeat_at"), stopped_at=_opt_time(r, "stopped_at"),
+        )
+    except _BadValue as exc:
+        raise exc.in_row(t.workers.name, r.name) from None

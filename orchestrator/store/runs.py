@@ -183,6 +183,19 @@ class Runs:
             if finished:
                 conn.execute(t.instance_locks.delete().where(t.instance_locks.c.run_id == run_id))
 
+    def hand_back(self, run_id: str, owner: str, message: str) -> None:
+        """Give a run back unfinished: pending again, no lease holder, its instances kept;
+        the next claim resumes it. StaleWriterError as :meth:`set_status`."""
+        with self.db.write() as conn:
+            _hold(conn, run_id, owner)
+            conn.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id == run_id)
+                .values(status=Status.PENDING.value, error_message=message,
+                        updated_at=stamp(self.db.clock()), lease_owner=None,
+                        lease_expires_at=None, worker_pid=None)
+            )
+
     def apply_updates(
         self, run_id: str, updates: Sequence[InstanceUpdate], owner: str | None = None
     ) -> None:

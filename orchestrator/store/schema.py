@@ -69,6 +69,7 @@ runs = sa.Table(
     sa.Column("rollback_run_id", sa.String(128)),
     sa.Index("ix_runs_service_created", "service", "created_at"),
     sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_queue", "status", "created_at"),  # claims, oldest queued first
 )
 
 run_instances = sa.Table(
@@ -114,6 +115,22 @@ releases = sa.Table(
 )
 
 
+#: ``floy worker`` daemons (version 4): see orchestrator/store/workers.py.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("node", sa.String(253), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("max_runs", sa.Integer, nullable=False),
+    sa.Column("running", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("heartbeat_at", Time, nullable=False),
+    sa.Column("stopped_at", Time),
+)
+
+
 # Columns added after version 1; a database created at version 1 lacks them.
 _V2_COLUMNS = {
     "run_instances": ("package_url", "package_sha256"),
@@ -150,10 +167,18 @@ def _v3_service_page_index(conn: Connection) -> None:
     index.create(conn, checkfirst=True)  # a new database already has it (version 1)
 
 
+def _v4_workers(conn: Connection) -> None:
+    """The ``floy worker`` daemons' table, and the index their claims use."""
+    workers.create(conn, checkfirst=True)
+    index = next(i for i in runs.indexes if i.name == "ix_runs_queue")
+    index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _v1_initial,
     _v2_rollback_and_drift,
     _v3_service_page_index,
+    _v4_workers,
 )
 
 

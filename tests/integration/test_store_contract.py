@@ -105,7 +105,7 @@ def test_schema_migrates_and_reopens(db_url: str) -> None:
     Store.open(db_url).close()
     store = Store.open(db_url)  # second open: nothing left to migrate
     with store.read() as conn:
-        assert conn.exec_driver_sql("SELECT version FROM floy_schema").scalar_one() == 3
+        assert conn.exec_driver_sql("SELECT version FROM floy_schema").scalar_one() == 4
     store.close()
 
 
@@ -363,9 +363,76 @@ def test_a_run_taken_over_refuses_its_old_holder_and_a_finished_run_refuses_all(
     assert store.runs.with_members("r1") == finished, "a finished run never changes"
 
 
+def test_claims_take_queued_runs_oldest_first_and_never_twice(store: Store) -> None:
+    store.instances.add([InstanceSpec(f"x-{n}", "svc", "127.0.0.1", 9100 + n, {})
+                         for n in range(5)])
+    for n in range(5):
+        store.runs.create(*_run(f"q{n}", [f"x-{n}"], at=NOW + timedelta(seconds=10 - n)))
+    assert store.leases.acquire("q0", "per-run", 30, 1), "a run taken by its ID is not queued"
+    store.runs.set_status("q1", Status.FAILED, finished=True)
+    assert store.leases.claim("a", 30, 11, limit=2) == ["q4", "q3"], "oldest first"
+    assert store.leases.claim("b", 30, 12, limit=5) == ["q2"]
+    assert store.leases.claim("b", 30, 12, limit=5) == []
+    assert store.leases.claim("b", 30, 12, limit=0) == []
+    assert (_got(store, "q4").lease_owner, _got(store, "q4").worker_pid) == ("a", 11)
+    assert store.leases.renew("q4", "a", 30) and not store.leases.renew("q4", "b", 30)
+    assert store.leases.release("q4", "a")
+    assert store.leases.claim("b", 30, 12, limit=5) == ["q4"], "handed back: queued again"
+
+
+def test_concurrent_claimers_share_the_queue_without_overlap(store: Store) -> None:
+    """Four claimers in threads race for 40 queued runs (on PostgreSQL: SKIP LOCKED)."""
+    import threading
+
+    store.instances.add([InstanceSpec(f"x-{n}", "svc", "127.0.0.1", 9100 + n, {})
+                         for n in range(40)])
+    for n in range(40):
+        store.runs.create(*_run(f"c{n:02}", [f"x-{n}"], at=NOW + timedelta(seconds=n)))
+    got: dict[str, list[str]] = {}
+
+    def claimer(name: str) -> None:
+        mine: list[str] = []
+        while batch := store.leases.claim(name, 30, 1, limit=3):
+            mine.extend(batch)
+        got[name] = mine
+
+    threads = [threading.Thread(target=claimer, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    claimed = [r for mine in got.values() for r in mine]
+    assert sorted(claimed) == [f"c{n:02}" for n in range(40)], "each run claimed exactly once"
+    for name, mine in got.items():
+        assert all(_got(store, r).lease_owner == name for r in mine)
+
+
+def test_worker_daemons_register_beat_and_stop(clocked: Store, clock: FixedClock) -> None:
+    from orchestrator.domain.records import WorkerState
+
+    clocked.workers.register("m1:10:aa", "m1", 10, 4)
+    clocked.workers.register("m2:20:bb", "m2", 20, 2)
+    assert [w.name for w in clocked.workers.live(30)] == ["m1:10:aa", "m2:20:bb"]
+    clock.advance(20)
+    clocked.workers.beat("m2:20:bb", 2, WorkerState.DRAINING)
+    clock.advance(20)
+    live = clocked.workers.live(30)
+    assert [(w.name, w.running, w.state) for w in live] == [
+        ("m2:20:bb", 2, WorkerState.DRAINING)], "m1 stopped beating 40 s ago"
+    clocked.workers.beat("m2:20:bb", 0, WorkerState.STOPPED)
+    assert clocked.workers.live(30) == []
+    rows = clocked.workers.all()
+    assert [w.name for w in rows] == ["m2:20:bb", "m1:10:aa"], "the latest beat first"
+    assert rows[0].stopped_at == clock.now and rows[1].heartbeat_at == T0
+    clocked.workers.register("m1:10:aa", "m1", 10, 8)  # restarted under the same name
+    again = clocked.workers.all()[0]
+    assert (again.name, again.max_runs, again.state, again.started_at) == (
+        "m1:10:aa", 8, WorkerState.RUNNING, clock.now)
+
+
 def test_stale_runs_are_found_by_expired_lease(store: Store) -> None:
     run, members = _run("r1", ["i-0"])
-    store.runs.create(dataclasses.replace(run, created_at=utcnow()), members)
+    store.runs.create(dataclasses.replace(run, created_at=utcnow(), updated_at=utcnow()), members)
     assert store.leases.stale(pending_grace=3600) == []
     assert [r.run_id for r in store.leases.stale(pending_grace=-1)] == ["r1"]  # never claimed
     store.leases.acquire("r1", "w", 30, 1)

@@ -49,6 +49,8 @@ def _closing(case: dict[str, Any], run: RunRecord,
         return closing.before_start()
     if ending == "crash":
         return closing.after_crash(reason)
+    if ending == "handed_back":
+        return closing.handed_back(members, reason)
     assert ending == "worker_lost", ending
     return closing.after_worker_lost(run, members, reason)
 
@@ -92,7 +94,8 @@ def test_a_recorded_ending_closes_as_expected(path: Path) -> None:
 
 def test_every_ending_has_a_recorded_case() -> None:
     endings = {json.loads(p.read_text())["ending"] for p in CASES}
-    assert endings == {"playbook", "cancel", "before_start", "crash", "worker_lost"}
+    assert endings == {"playbook", "cancel", "before_start", "crash", "worker_lost",
+                       "handed_back"}
 
 
 def test_a_settled_instance_ends_now_unless_its_end_is_kept() -> None:

@@ -106,9 +106,11 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{db}")
     assert store.instances.get(["i-1"])["i-1"].observed_version is None
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM floy_schema").fetchone()[0] == 3
+        assert conn.execute("SELECT version FROM floy_schema").fetchone()[0] == 4
         cols = {r[1] for r in conn.execute("PRAGMA table_info(run_instances)")}
         assert {"package_url", "package_sha256"} <= cols
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"workers", "ix_runs_queue"} <= tables, "version 4: the daemons and the queue"
 
 
 def test_a_version_1_database_lacking_a_table_is_refused_before_migrating(
@@ -142,7 +144,7 @@ def test_a_newer_schema_is_a_config_error(tmp_path: Path, store: Store) -> None:
     with pytest.raises(ConfigError) as err:
         Store.open(f"sqlite:///{db}")
     assert type(err.value) is ConfigError
-    assert str(err.value) == "database schema version 99 is newer than this floy (3)"
+    assert str(err.value) == "database schema version 99 is newer than this floy (4)"
 
 
 @pytest.mark.parametrize("version", ["'three'", "2.5", "-2", "x'00'"])
