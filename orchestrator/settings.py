@@ -78,6 +78,13 @@ class Settings:
         _node_name(self.node_name, "Settings.node_name")
 
     @property
+    def db_io_timeout(self) -> float:
+        """How long a call to the database server may go unanswered: a third of a lease
+        (so a worker cut off from it stops its playbook before its lease can expire), at
+        least 1 s and at most 10 s."""
+        return min(10.0, max(1.0, self.lease_seconds / 3))
+
+    @property
     def runs_dir(self) -> Path:
         """Directory holding one private data dir per run."""
         return self.home / "runs"

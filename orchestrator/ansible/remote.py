@@ -66,8 +66,8 @@ from orchestrator.ansible.runner import (
     CANCEL_GRACE_SECONDS,
     CANCEL_POLL_SECONDS,
     RunnerOutcome,
-    _tail,
     materialise,
+    stdout_tail,
 )
 from orchestrator.domain.events import RunnerEvent
 from orchestrator.errors import ConfigError, ExecutionError
@@ -508,7 +508,7 @@ def execute_on_node(
     if stopper.cancelled or link.final is None:
         stopper.sweep()
     status = "canceled" if stopper.cancelled else (link.final or "error")
-    tail = _tail(plan.private_data_dir)
+    tail = stdout_tail(plan.private_data_dir)
     if link.final is None:
         tail = "\n".join(t for t in (f"node {node.name}: {link.explanation()}", tail) if t)
     return RunnerOutcome(

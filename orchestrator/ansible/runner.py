@@ -166,14 +166,14 @@ def execute(
     return RunnerOutcome(
         status="canceled" if canceller.cancelled else str(result.status),
         rc=result.rc,
-        stdout_tail=_tail(plan.private_data_dir),
+        stdout_tail=stdout_tail(plan.private_data_dir),
         events=counter["events"],
         seconds=time.monotonic() - started,
         cancelled=canceller.cancelled,
     )
 
 
-def _tail(pdd: Path, lines: int = 15) -> str:
+def stdout_tail(pdd: Path, lines: int = 15) -> str:
     """Last lines of the run's stdout artifact, for an error message."""
     candidates = sorted(pdd.glob("artifacts/*/stdout"))
     if not candidates:

@@ -9,9 +9,10 @@ daemons without any process memory. On SQLite (one machine) writers are serialis
 
 One daemon carries up to ``max_runs`` runs at once, each in a thread of its own (one
 ansible-playbook process each; ansible-runner installs no signal handler outside the main
-thread). Every ``reap_seconds`` it runs the reaper, so a run whose daemon died is closed
-within a lease and a reap interval. It beats in the ``workers`` table every third of a
-lease, which tells the reaper that queued runs are waiting for a slot, not orphaned.
+thread). Every ``reap_seconds`` (a third of a lease) it runs the reaper, so a run whose
+daemon died is closed within a lease and a third, plus its probe. It beats in the
+``workers`` table every third of a lease, which tells the reaper that queued runs are
+waiting for a slot, not orphaned.
 
 Stopping (SIGTERM or SIGINT): the daemon stops claiming at once, lets its runs go on for
 ``grace_seconds``, then hands back the ones still going: each stops its ansible-playbook
@@ -61,7 +62,8 @@ class WorkerDaemon:
         self.store = store
         self.max_runs = max_runs
         self.poll_seconds = poll_seconds
-        self.reap_seconds = settings.lease_seconds if reap_seconds is None else reap_seconds
+        self.reap_seconds = (settings.lease_seconds / 3 if reap_seconds is None
+                             else reap_seconds)
         self.grace_seconds = grace_seconds
         self.worker = worker or Worker(settings, store)
         self.name = self.worker.owner
@@ -112,15 +114,17 @@ class WorkerDaemon:
     def _beat(self, state: WorkerState) -> None:
         try:
             self.store.workers.beat(self.name, len(self.carrying), state)
-        except Exception:
-            log.exception("heartbeat of %s failed", self.name)
+        except Exception as exc:  # the store away: the next beat tries again
+            log.warning("heartbeat of %s failed: %s", self.name, _first_line(exc))
 
     def _reap(self) -> None:
         try:
-            for run_id in self.reaper.reap():
+            with self._lock:
+                mine = set(self.carrying)
+            for run_id in self.reaper.reap(carrying=mine):
                 log.info("reaped %s", run_id)
-        except Exception:
-            log.exception("reaping failed")
+        except Exception as exc:
+            log.warning("reaping failed: %s", _first_line(exc))
 
     def _claim(self) -> None:
         with self._lock:
@@ -130,8 +134,8 @@ class WorkerDaemon:
         try:
             claimed = self.store.leases.claim(self.name, self.settings.lease_seconds,
                                               os.getpid(), free)
-        except Exception:
-            log.exception("claiming queued runs failed")
+        except Exception as exc:
+            log.warning("claiming queued runs failed: %s", _first_line(exc))
             return
         for run_id in claimed:
             thread = threading.Thread(target=self._carry, args=(run_id,),
@@ -176,3 +180,9 @@ class WorkerDaemon:
             thread.join()
         self._beat(WorkerState.STOPPED)
         log.info("worker %s stopped after carrying %d run(s)", self.name, self.carried)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of an error (a database driver's message runs over many lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

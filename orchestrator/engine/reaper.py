@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from orchestrator.ansible.processes import stop_run
 from orchestrator.domain.closing import after_worker_lost
@@ -61,9 +61,11 @@ class Reaper:
         self.store = store
         self.probe = probe
 
-    def reap(self, run_ids: Iterable[str] | None = None) -> list[str]:
-        """Reap every stale run (only among ``run_ids`` when given); returns the IDs of the
-        runs this call closed."""
+    def reap(self, run_ids: Iterable[str] | None = None,
+             carrying: Collection[str] = ()) -> list[str]:
+        """Reap every stale run (only among ``run_ids`` when given) but those in
+        ``carrying`` (a daemon's own runs: alive, only cut off from the store for a while);
+        returns the IDs of the runs this call closed."""
         reaped = []
         seconds = self.settings.lease_seconds
         stale = self.store.leases.stale(UNCLAIMED_GRACE_SECONDS, run_ids)
@@ -71,7 +73,7 @@ class Reaper:
                 LIVE_WORKER_SECONDS * seconds):
             # queued behind other runs, not orphaned: a live daemon will claim them
             stale = [r for r in stale if r.lease_expires_at is not None]
-        for run in stale:
+        for run in (r for r in stale if r.run_id not in carrying):
             owner = owner_name(self.settings.node_name, "reaper")
             if not self.store.leases.acquire(run.run_id, owner, seconds, os.getpid()):
                 continue  # another process got there first, or it finished meanwhile

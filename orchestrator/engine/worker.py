@@ -41,6 +41,8 @@ CANCEL_CHECK_SECONDS = 0.25
 # How long the end of a run waits for the store to come back (a database restart) before
 # giving the run up to the reaper.
 STORE_RETRY_SECONDS = 30.0
+#: How many times a worker resumes a run it stopped because the store was unreachable.
+MAX_SELF_RESUMES = 3
 
 
 class Worker:
@@ -59,10 +61,13 @@ class Worker:
         self.probe: Probe = probe or functools.partial(probe_instances, settings)
         self.owner = owner_name(settings.node_name)
 
-    def run(self, run_id: str, hand_back: threading.Event | None = None) -> Status | None:
+    def run(self, run_id: str, hand_back: threading.Event | None = None,
+            resumes: int = MAX_SELF_RESUMES) -> Status | None:
         """Carry ``run_id`` to its end; None if another process holds it. Once
         ``hand_back`` is set (a stopping daemon's grace is over) the run is stopped and
-        given back unfinished (``pending``) instead."""
+        given back unfinished (``pending``) instead. A run this worker stopped because it
+        could not renew its lease is handed back and resumed by this worker, up to
+        ``resumes`` times."""
         if not self.store.leases.acquire(run_id, self.owner, self.settings.lease_seconds,
                                          os.getpid()):
             log.info("run %s is owned by another worker or finished", run_id)
@@ -72,6 +77,11 @@ class Worker:
         follow_up: str | None = None
         try:
             status, follow_up = self._carry(run_id, lease, hand_back or threading.Event())
+            if status is Status.PENDING and lease.cut_off.is_set() and resumes > 0:
+                # It stopped itself while the store was unreachable and has handed the run
+                # back: carry it on (unless another process claims it first).
+                lease.close()
+                return self.run(run_id, hand_back, resumes - 1)
         except StaleWriterError as exc:
             log.warning("%s; this worker leaves the run to the process that took it over",
                         exc)
@@ -131,9 +141,11 @@ class Worker:
         checks = {"next": 0.0}
 
         def should_cancel() -> bool:
-            sink.flush_if_due()  # runner polls every 0.2 s: keeps status fresh when quiet
-            if lease.lost.is_set() or sink.taken_over is not None or hand_back.is_set():
+            # the lease first: a worker cut off from the store must not wait on it to stop
+            if (lease.lost.is_set() or lease.is_cut_off() or sink.taken_over is not None
+                    or hand_back.is_set()):
                 return True
+            sink.flush_if_due()  # runner polls every 0.2 s: keeps status fresh when quiet
             now = time.monotonic()
             if now < checks["next"]:
                 return False
@@ -153,8 +165,10 @@ class Worker:
             raise StaleWriterError(run_id, "another process took its lease over")
         loaded = self.store.runs.with_members(run_id)
         assert loaded is not None
+        if outcome.cancelled and loaded[0].cancel_requested_at is None and lease.cut_off.is_set():
+            return self._hand_back(run, loaded[1], "the store was unreachable"), None
         if outcome.cancelled and loaded[0].cancel_requested_at is None and hand_back.is_set():
-            return self._hand_back(run, loaded[1]), None
+            return self._hand_back(run, loaded[1], "it is stopping"), None
         if outcome.cancelled:
             return self._close(run, closing.after_cancel(loaded[1], "cancelled on request"))
         end = closing.PlaybookEnd(outcome.status, outcome.rc, outcome.stdout_tail,
@@ -180,9 +194,9 @@ class Worker:
                                    owner=self.owner)
         return status, follow_up
 
-    def _hand_back(self, run: RunRecord, members: list[RunInstanceRecord]) -> Status:
+    def _hand_back(self, run: RunRecord, members: list[RunInstanceRecord], why: str) -> Status:
         """Give the run back unfinished (see :func:`orchestrator.domain.closing.handed_back`)."""
-        how = closing.handed_back(members, f"handed back by worker {self.owner}")
+        how = closing.handed_back(members, f"handed back by worker {self.owner}: {why}")
         apply_closing(self.probe, self.store, run, how, self.owner)
         self.store.runs.hand_back(run.run_id, self.owner,
                                   f"{how.message} at {format_time(self.store.db.clock())}; "
@@ -259,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_json(sys.stdin.read())
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = Store.open(settings.db_url)
+    store = Store.open(settings.db_url, io_timeout=settings.db_io_timeout)
     try:
         worker = Worker(settings, store)
         Reaper(settings, store, worker.probe).reap()  # each worker reaps at its start

@@ -228,7 +228,7 @@ def open_service(
     from orchestrator.settings import load_settings
 
     settings = load_settings(home, db_url, inventory_dir)
-    store = Store.open(settings.db_url)
+    store = Store.open(settings.db_url, io_timeout=settings.db_io_timeout)
     executor: Executor
     if inline:
         executor = InlineExecutor(settings, store)

@@ -40,13 +40,14 @@ class Store:
         self.workers = Workers(self.db)
 
     @classmethod
-    def open(cls, url: str, clock: Clock = utcnow) -> Store:
-        """Open (creating and migrating when needed) the database at ``url``.
+    def open(cls, url: str, clock: Clock = utcnow, io_timeout: float = 10.0) -> Store:
+        """Open (creating and migrating when needed) the database at ``url``; a call to a
+        database server that stopped answering fails after about ``io_timeout`` seconds.
 
         Raises ConfigError if the URL or the database is unusable, StoreDataError if the
         database is damaged (a bad schema version, a missing table).
         """
-        return cls(open_engine(url), clock)
+        return cls(open_engine(url, io_timeout), clock)
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -8,6 +8,7 @@ shared store several orchestrator processes can use. A database floy cannot use 
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -48,8 +49,26 @@ class Database:
             yield conn
 
 
-def open_engine(url: str) -> Engine:
-    """An engine on the database at ``url``, created and migrated when needed.
+def server_connect_args(url: sa.engine.URL, io_timeout: float) -> dict[str, object]:
+    """libpq settings that bound how long a call to a server that went away (a partition, a
+    link down) can hang: ``connect_timeout`` for new connections, ``tcp_user_timeout`` and
+    keepalives for an established one, whose TCP retransmissions would otherwise go on for
+    many minutes. A worker needs its calls back within a fraction of its lease, to stop its
+    playbook before the lease can expire. A setting given in the URL's query is kept."""
+    wanted: dict[str, object] = {
+        "connect_timeout": max(2, math.ceil(io_timeout)),  # libpq's minimum is 2 s
+        "tcp_user_timeout": int(io_timeout * 1000),
+        "keepalives": 1,
+        "keepalives_idle": max(1, int(io_timeout)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+    }
+    return {k: v for k, v in wanted.items() if k not in url.query}
+
+
+def open_engine(url: str, io_timeout: float = 10.0) -> Engine:
+    """An engine on the database at ``url``, created and migrated when needed; a call to
+    a database server gives up after about ``io_timeout`` seconds without an answer.
 
     Raises ConfigError if the URL or the database is unusable, StoreDataError if the
     database is damaged (a bad schema version, a missing table).
@@ -61,8 +80,9 @@ def open_engine(url: str) -> Engine:
         _prepare_sqlite_file(Path(str(parsed.database)))
     # A server database may restart under us: test pooled connections before use, so
     # the first statement after a restart does not fail on a dead connection.
-    engine = sa.create_engine(url, connect_args={"timeout": 30} if is_sqlite else {},
-                              pool_pre_ping=not is_sqlite)
+    engine = sa.create_engine(
+        url, pool_pre_ping=not is_sqlite,
+        connect_args={"timeout": 30} if is_sqlite else server_connect_args(parsed, io_timeout))
     if is_sqlite:
         _configure_sqlite(engine)
     where = ((parsed.database or ":memory:") if is_sqlite

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -25,7 +26,11 @@ def _bindir() -> Path | None:
 class Postgres:
     """initdb + pg_ctl start/stop of a throwaway cluster."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen: tuple[str, ...] = (), trust: str = "") -> None:
+        """``listen``: addresses to listen on besides 127.0.0.1 (the root ends of simulated
+        machines' veth pairs); ``trust``: a CIDR whose clients may connect (their far ends)."""
+        self.listen = ("127.0.0.1", *listen)
+        self.trust = trust
         bindir = _bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL is not installed (run scripts/bootstrap.sh as root)")
@@ -52,11 +57,28 @@ class Postgres:
             shutil.chown(self.base, self.user, self.user)
         self._run(self.bindir / "initdb", "-D", self.data, "-A", "trust", "-U", "floy",
                   "--no-sync", "-E", "UTF8")
-        options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c max_connections=200")
-        self._run(self.bindir / "pg_ctl", "-D", self.data, "-o", options, "-l",
+        if self.trust:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.trust} trust\n")
+        self._run(self.bindir / "pg_ctl", "-D", self.data, "-o", self.options(), "-l",
                   self.base / "server.log", "-w", "-t", "60", "start")
         return self
+
+    def options(self) -> str:
+        """The server options it runs with."""
+        return (f"-p {self.port} -k {self.base} -c listen_addresses={','.join(self.listen)} "
+                "-c fsync=off -c synchronous_commit=off -c max_connections=200")
+
+    def restart(self, mode: str, down_seconds: float) -> None:
+        """Stop the server (``fast``: clean; ``immediate``: a crash), wait, start it again
+        in place (same port, same data)."""
+        pg_ctl, data = str(self.bindir / "pg_ctl"), str(self.data)
+        try:
+            self._run(pg_ctl, "-D", data, "-m", mode, "-w", "-t", "60", "stop")
+        finally:
+            time.sleep(down_seconds)
+            self._run(pg_ctl, "-D", data, "-o", self.options(), "-l",
+                      str(self.base / "server.log"), "-w", "-t", "60", "start")
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove the cluster."""

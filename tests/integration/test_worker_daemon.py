@@ -25,6 +25,7 @@ from orchestrator.timefmt import format_time, utcnow
 from sample.packages import stop_apps
 from tests.helpers.floyenv import FloyEnv, make_env
 from tests.helpers.wait import wait_until
+from tests.integration.pg import Postgres
 
 pytestmark = pytest.mark.integration
 
@@ -68,12 +69,8 @@ class Daemons:
             proc.wait()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def queued(request: pytest.FixtureRequest, tmp_path: Path, pki: object,
-           packages: dict[str, tuple[str, str]]) -> Iterator[tuple[FloyEnv, Daemons]]:
-    """An installation with ``executor: queue`` and 3 s leases, on either backend."""
-    db_url = (None if request.param == "sqlite"
-              else str(request.getfixturevalue("postgres").new_database()))
+def _queued(tmp_path: Path, pki: object, packages: dict[str, tuple[str, str]],
+            db_url: str | None) -> Iterator[tuple[FloyEnv, Daemons]]:
     env = make_env(tmp_path, pki, packages, inline=False, lease_seconds=LEASE, db_url=db_url)
     settings = dataclasses.replace(env.settings, executor="queue")
     env = env.rebuilt(settings, QueueExecutor(settings, env.store))
@@ -85,6 +82,22 @@ def queued(request: pytest.FixtureRequest, tmp_path: Path, pki: object,
     daemons.kill_all()
     stop_apps(env.root)
     env.store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def queued(request: pytest.FixtureRequest, tmp_path: Path, pki: object,
+           packages: dict[str, tuple[str, str]]) -> Iterator[tuple[FloyEnv, Daemons]]:
+    """An installation with ``executor: queue`` and 3 s leases, on either backend."""
+    db_url = (None if request.param == "sqlite"
+              else str(request.getfixturevalue("postgres").new_database()))
+    yield from _queued(tmp_path, pki, packages, db_url)
+
+
+@pytest.fixture
+def queued_pg(postgres: Postgres, tmp_path: Path, pki: object,
+              packages: dict[str, tuple[str, str]]) -> Iterator[tuple[FloyEnv, Daemons]]:
+    """The same on PostgreSQL only (a test that restarts the server)."""
+    yield from _queued(tmp_path, pki, packages, postgres.new_database())
 
 
 def deploy(env: FloyEnv, service: str, package: str, ids: list[str], run_id: str,
@@ -221,3 +234,27 @@ def test_a_killed_daemon_s_run_is_reaped_by_another_daemon(
     assert first.status is Status.FAILED and first.current_version == env.current(ids[0])
     assert second.status is Status.CANCELLED, second
     assert env.leftovers("k-1") == []
+
+
+def test_a_daemon_cut_off_from_the_database_stops_hands_back_and_resumes(
+        queued_pg: tuple[FloyEnv, Daemons], postgres: Postgres) -> None:
+    """PostgreSQL down for 5 s (past the 3 s lease) mid-batch: the daemon's worker stops its
+    playbook after 2 s without a renewal, before the lease can expire; when the server is
+    back it hands the run back (the in-flight instance probed) and resumes it itself. No
+    instance is left half-switched and the run completes."""
+    env, daemons = queued_pg
+    ids = env.register(6)  # enough batches that some are left when it stops
+    deploy(env, "hello", "2.0.0", ids, "cut-1")
+    daemons.start("--max-runs", "1")
+    env.wait_in_flight("cut-1", timeout=90)
+    postgres.restart("immediate", 5.0)
+    status = env.wait("cut-1", timeout=120)
+    assert status.status is Status.COMPLETED, status
+    assert [(i.status, i.current_version) for i in status.instances] == [
+        (Status.COMPLETED, "2.0.0")] * 6
+    assert [env.current(i) for i in ids] == ["2.0.0"] * 6
+    assert all(env.answers(i) == "2.0.0" for i in ids)
+    log = daemons.log(0).read_text()
+    assert "stopping before it can expire" in log, log[-3000:]
+    assert "run cut-1 handed back" in log, log[-3000:]
+    assert env.leftovers("cut-1") == []

@@ -82,23 +82,8 @@ class SmallDisk:
         self.mounted = False
 
 
-class SoakPostgres(Postgres):
-    """The tests' private cluster, which can also be stopped and started again in place."""
-
-    def options(self) -> str:
-        # as tests/integration/pg.py starts it
-        return (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c max_connections=200")
-
-    def restart(self, mode: str, down_seconds: float) -> None:
-        """Stop the server (``fast``: clean; ``immediate``: a crash) and start it again."""
-        pg_ctl, data = str(self.bindir / "pg_ctl"), str(self.data)
-        try:
-            self._run(pg_ctl, "-D", data, "-m", mode, "-w", "-t", "60", "stop")
-        finally:
-            time.sleep(down_seconds)
-            self._run(pg_ctl, "-D", data, "-o", self.options(), "-l",
-                      str(self.base / "server.log"), "-w", "-t", "60", "start")
+#: The tests' private cluster, which can also be stopped and started again in place.
+SoakPostgres = Postgres
 
 
 class Faults:
