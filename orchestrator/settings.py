@@ -40,8 +40,12 @@ CONFIG_KEYS = frozenset(
         "lease_seconds",
         "executor",
         "node_name",
+        "nodes",
     }
 )
+#: The keys of an execution node under ``nodes:`` (orchestrator/ansible/remote.py, Node).
+NODE_KEYS = {"destination": str, "port": int, "identity_file": str, "known_hosts": str,
+             "runner_command": str}
 #: How ``execute_deployment`` hands a recorded run on: ``process`` starts a detached worker
 #: process per run (the embedded default); ``queue`` only records it, for a ``floy worker``
 #: daemon to claim.
@@ -67,6 +71,9 @@ class Settings:
     #: This machine's name in lease owners and worker rows (the reaper stops a lost run's
     #: processes only on the machine that ran them); the host name by default.
     node_name: str = dataclasses.field(default_factory=socket.gethostname)
+    #: Execution nodes by name: ``destination`` (``[user@]host``), ``port``,
+    #: ``identity_file``, ``known_hosts``, ``runner_command`` (read in config.yml only).
+    nodes: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     python: str = sys.executable
 
     def __post_init__(self) -> None:
@@ -110,6 +117,7 @@ class Settings:
             lease_seconds=float(data["lease_seconds"]),
             executor=data.get("executor", "process"),
             node_name=data.get("node_name") or socket.gethostname(),
+            nodes=data.get("nodes") or {},
             python=data["python"],
         )
 
@@ -168,6 +176,8 @@ def load_settings(
         lease_seconds=15.0 if lease is None else _lease_seconds(*lease),
         executor="process" if executor is None else _executor(*executor),
         node_name=socket.gethostname() if node is None else _node_name(*node),
+        nodes={} if "nodes" not in config else _nodes(config["nodes"],
+                                                      f"{config_path}: nodes", home_path),
     )
 
 
@@ -279,6 +289,39 @@ def _node_name(value: object, source: str) -> str:
         raise ConfigError(f"{source} must be 1-64 letters, digits, dots, dashes or "
                           f"underscores, got {_describe(value)}")
     return text
+
+
+def _nodes(value: object, source: str, home: Path) -> dict[str, dict[str, Any]]:
+    """``nodes:``: a mapping of node names to their ssh target (paths relative to the
+    home's parent, as every path in config.yml); the rest is checked where a node is used
+    (:class:`orchestrator.ansible.remote.Node`), naming the node and the key."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source} must be a mapping of node names to their settings, "
+                          f"got {_describe(value)}")
+    nodes: dict[str, dict[str, Any]] = {}
+    for name, entry in value.items():
+        where = f"{source}.{name}"
+        if not isinstance(name, str) or not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a mapping of {', '.join(NODE_KEYS)}, got "
+                              f"{_describe(entry)}")
+        unknown = sorted(str(k) for k in entry if k not in NODE_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: "
+                              f"{', '.join(NODE_KEYS)})")
+        for key in ("destination", "identity_file", "known_hosts"):
+            if key not in entry:
+                raise ConfigError(f"{where}: {key} is missing")
+        for key, kind in NODE_KEYS.items():
+            if key in entry and (not isinstance(entry[key], kind)
+                                 or isinstance(entry[key], bool)):
+                expected = "a number" if kind is int else "a string"
+                raise ConfigError(f"{where}.{key} must be {expected}, "
+                                  f"got {_describe(entry[key])}")
+        node = dict(entry)
+        for key in ("identity_file", "known_hosts"):
+            node[key] = str(_path(node[key], home))
+        nodes[name] = node
+    return nodes
 
 
 def _path(value: str | Path, home: Path) -> Path:

@@ -71,6 +71,7 @@ from orchestrator.ansible.runner import (
 )
 from orchestrator.domain.events import RunnerEvent
 from orchestrator.errors import ConfigError, ExecutionError
+from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -503,7 +504,7 @@ def execute_on_node(
     if link.unreachable:
         reason = (link.ssh_error.splitlines() or ["ssh exited 255"])[-1]
         return RunnerOutcome(status="error", rc=None,
-                             stdout_tail=f"unreachable: node {node.name}: {reason}",
+                             stdout_tail=f"{UNREACHABLE_NODE}{node.name}: {reason}",
                              events=events, seconds=time.monotonic() - started)
     if stopper.cancelled or link.final is None:
         stopper.sweep()
@@ -534,3 +535,25 @@ def _read_rc(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+#: The start of a node-unreachable outcome's ``stdout_tail`` (and of its instances' errors).
+UNREACHABLE_NODE = "unreachable: node "
+
+
+def configured_node(settings: Settings, name: str) -> Node:
+    """The execution node ``name`` of the settings' ``nodes:``; ConfigError naming the node
+    and the key if it is not configured or its definition is wrong."""
+    entry = settings.nodes.get(name)
+    if entry is None:
+        known = ", ".join(sorted(settings.nodes)) or "none"
+        raise ConfigError(f"execution node {name!r} is not configured under nodes: in "
+                          f"config.yml (configured: {known})")
+    return Node(
+        name=name,
+        destination=entry["destination"],
+        identity_file=Path(entry["identity_file"]),
+        known_hosts=Path(entry["known_hosts"]),
+        port=entry.get("port", 22),
+        runner_command=entry.get("runner_command", "ansible-runner"),
+    )

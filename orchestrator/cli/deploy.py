@@ -30,13 +30,17 @@ from orchestrator.models import DEFAULT_BATCH_SIZE, DEFAULT_RETRY_COUNT, DEFAULT
 @click.option("--auto-rollback", is_flag=True,
               help="If the deployment fails, roll the instances it switched back to their "
                    "previous version (a linked rollback run).")
+@click.option("--node", default="",
+              help="Run the playbook on this execution node (a name under `nodes:` in "
+                   "config.yml) instead of on the worker.")
 @click.option("--detach", is_flag=True, help="Return at once instead of following the run.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the spec's DeployResult and return at once.")
 @pass_ctx
 def deploy(c: Context, service: str, version: str, package_url: str, instances: tuple[str, ...],
            package_sha256: str, deploy_id: str, timeout: int, retry_count: int, batch_size: str,
-           max_failures: int, auto_rollback: bool, detach: bool, as_json: bool) -> None:
+           max_failures: int, auto_rollback: bool, node: str, detach: bool,
+           as_json: bool) -> None:
     """Deploy VERSION of SERVICE from an HTTPS package, in serial batches."""
     from orchestrator.models import DeployParams
     from orchestrator.service.ids import generated_id
@@ -47,6 +51,7 @@ def deploy(c: Context, service: str, version: str, package_url: str, instances: 
         deploy_id=deploy_id or generated_id("deploy", service, version),
         timeout=timeout, retry_count=retry_count, batch_size=batch_size,
         max_failures=max_failures, package_sha256=package_sha256, auto_rollback=auto_rollback,
+        node=node,
     )
     result = c.service.execute_deployment(params)
     if detach or as_json:

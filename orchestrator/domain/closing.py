@@ -33,6 +33,8 @@ from orchestrator.models import Status
 
 #: The reason given to instances a cancel stopped while they were in flight.
 IN_FLIGHT = "{reason} while in progress"
+#: How an outcome says its execution node could not be reached (orchestrator/ansible/remote).
+UNREACHABLE_NODE = "unreachable: node "
 #: Appended for a pending instance of a dead worker's run whose disk changed.
 MAY_HAVE_STARTED = "{reason}; it may have been started by the orphaned run"
 
@@ -110,6 +112,9 @@ def after_playbook(
             close.append(CloseAll((Status.PENDING,), Status.CANCELLED,
                                   f"not started: failure budget exhausted ({failed} failed, "
                                   f"max_failures {budget})"))
+        elif end.status == "error" and end.stdout_tail.startswith(UNREACHABLE_NODE):
+            # the execution node never ran the playbook: the instances fail, unreached
+            close.append(CloseAll((Status.PENDING,), Status.FAILED, end.stdout_tail))
         else:
             close.append(CloseAll((Status.PENDING,), Status.FAILED,
                                   f"not started: {end.summary}"))

@@ -32,6 +32,7 @@ class RunRequest:
     auto_rollback: bool = False  # a deployment that fails rolls its switched instances back
     force: bool = False  # a rollback that reinstalls even a current target
     automatic: bool = False  # a rollback started by auto_rollback
+    node: str = ""  # the execution node that runs its playbook ("": the worker itself)
 
     def to_json(self) -> dict[str, Any]:
         """The stored JSON object."""
@@ -59,7 +60,7 @@ class RunRequest:
     _TYPES: ClassVar[dict[str, type]] = {
         "instances": list, "package_url": str, "package_sha256": str, "timeout": int,
         "retry_count": int, "batch_size": str, "max_failures": int, "auto_rollback": bool,
-        "force": bool, "automatic": bool,
+        "force": bool, "automatic": bool, "node": str,
     }
 
 

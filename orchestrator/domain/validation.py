@@ -473,7 +473,8 @@ def _optional_id(field: str, value: object) -> str:
 
 
 def validate_deploy_params(
-    p: DeployParams, allowed_hosts: frozenset[str] = frozenset()
+    p: DeployParams, allowed_hosts: frozenset[str] = frozenset(),
+    nodes: frozenset[str] = frozenset(),
 ) -> DeployParams:
     """Check every field of a deployment request; return it normalised."""
     return replace(
@@ -489,7 +490,19 @@ def validate_deploy_params(
         max_failures=validate_max_failures("max_failures", p.max_failures),
         package_sha256=validate_sha256("package_sha256", p.package_sha256),
         auto_rollback=_bool("auto_rollback", p.auto_rollback),
+        node=validate_node("node", p.node, nodes),
     )
+
+
+def validate_node(field: str, value: object, nodes: frozenset[str]) -> str:
+    """An execution node's name: empty (the worker runs the playbook) or a configured one."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+    if value and value not in nodes:
+        known = ", ".join(sorted(nodes)) or "none is configured"
+        raise ValidationError(field, f"{value!r} is not a configured execution node "
+                                     f"(configured: {known})")
+    return value
 
 
 def validate_instance_rollback_params(

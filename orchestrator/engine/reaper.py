@@ -26,6 +26,7 @@ import logging
 import os
 from collections.abc import Collection, Iterable
 
+from orchestrator.ansible import remote
 from orchestrator.ansible.processes import stop_run
 from orchestrator.domain.closing import after_worker_lost
 from orchestrator.domain.records import RunRecord
@@ -96,15 +97,27 @@ class Reaper:
         holders = set(self.store.leases.lock_holders(instance_ids).values())
         return self.reap(sorted(holders)) if holders else []
 
+    def _stop_on_node(self, run: RunRecord) -> str:
+        """Stop the run's playbook on its execution node; what to add to the reason."""
+        try:
+            remote.stop_on_node(remote.configured_node(self.settings, run.request.node),
+                                run.run_id)
+        except Exception as exc:
+            log.warning("could not stop %s on node %s: %s", run.run_id, run.request.node, exc)
+            return f"; its playbook on node {run.request.node} could not be stopped: {exc}"
+        return f"; its playbook on node {run.request.node} was stopped"
+
     def close(self, run: RunRecord, owner: str) -> None:
         """Close one stale run; the caller holds its lease as ``owner``."""
         reason = lost_reason(run)
         same_host = owner_node(run.lease_owner or "") == self.settings.node_name
+        if run.request.node:
+            reason += self._stop_on_node(run)
         stopped = (stop_run(self.settings, run.run_id)
                    if same_host or not run.lease_owner else 0)
         if stopped:
             reason += f"; stopped {stopped} orphaned ansible process(es)"
-        elif run.lease_owner and not same_host:
+        elif run.lease_owner and not same_host and not run.request.node:
             reason += ("; its ansible-playbook ran on another machine and was not stopped "
                        "from here")
         loaded = self.store.runs.with_members(run.run_id)

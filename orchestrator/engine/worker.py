@@ -17,7 +17,7 @@ import threading
 import time
 
 from orchestrator.ansible import plan as planning
-from orchestrator.ansible import runner
+from orchestrator.ansible import remote, runner
 from orchestrator.ansible.probe import probe_instances
 from orchestrator.domain import closing
 from orchestrator.domain.batching import batch_sizes
@@ -152,8 +152,12 @@ class Worker:
             checks["next"] = now + CANCEL_CHECK_SECONDS
             return self.store.runs.cancel_requested(run_id)
 
+        execute = self.execute
+        if run.request.node:
+            execute = functools.partial(remote.execute_on_node,
+                                        remote.configured_node(self.settings, run.request.node))
         try:
-            outcome = self.execute(plan, sink, should_cancel)
+            outcome = execute(plan, sink, should_cancel)
         finally:
             # A database restart during the run left updates pending: they go in first.
             sink.flush_within(max(STORE_RETRY_SECONDS, self.settings.lease_seconds))

@@ -95,7 +95,8 @@ SPEC_KEYS: dict[str, frozenset[str]] = {
 #: Keys floy adds beyond the spec, per spec struct; all optional on input.
 EXTENSION_KEYS: dict[str, frozenset[str]] = {
     **{name: frozenset() for name in SPEC_KEYS},
-    "DeployParams": frozenset({"batch_size", "max_failures", "package_sha256", "auto_rollback"}),
+    "DeployParams": frozenset({"batch_size", "max_failures", "package_sha256", "auto_rollback",
+                               "node"}),
     "DeployStatus": frozenset(
         {"kind", "error_message", "batch_size", "max_failures", "rollback_id", "finished_at"}
     ),

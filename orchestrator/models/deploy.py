@@ -23,7 +23,8 @@ class DeployParams:
 
     Extensions: ``batch_size`` ("N" instances or "N%" of them per serial batch),
     ``max_failures`` (failed instances tolerated before the run stops),
-    ``package_sha256`` (checked on each host when set) and ``auto_rollback``.
+    ``package_sha256`` (checked on each host when set), ``auto_rollback`` and ``node`` (the
+    execution node that runs the playbook).
     """
 
     service: str
@@ -37,6 +38,7 @@ class DeployParams:
     max_failures: int = 0
     package_sha256: str = ""
     auto_rollback: bool = False
+    node: str = ""  # run the playbook on this execution node ("": on the worker)
 
     def __post_init__(self) -> None:
         _as_tuple(self, "instances")
@@ -55,6 +57,7 @@ class DeployParams:
             "max_failures": self.max_failures,
             "package_sha256": self.package_sha256,
             "auto_rollback": self.auto_rollback,
+            "node": self.node,
         }
 
     @classmethod
@@ -73,6 +76,7 @@ class DeployParams:
             max_failures=r.get_int("max_failures", 0),
             package_sha256=r.get_str("package_sha256", ""),
             auto_rollback=r.get_bool("auto_rollback", False),
+            node=r.get_str("node", ""),
         )
 
 

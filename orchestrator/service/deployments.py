@@ -37,6 +37,7 @@ def deploy_request(params: DeployParams) -> RunRequest:
         package_sha256=params.package_sha256, timeout=params.timeout,
         retry_count=params.retry_count, batch_size=params.batch_size,
         max_failures=params.max_failures, auto_rollback=params.auto_rollback,
+        node=params.node,
     )
 
 
@@ -62,7 +63,8 @@ class Deployments:
     def execute_deployment(self, params: DeployParams) -> DeployResult:
         """Validate, record and start a deployment; returns at once (status pending)."""
         ctx = self.ctx
-        params = validation.validate_deploy_params(params, ctx.settings.allowed_package_hosts)
+        params = validation.validate_deploy_params(params, ctx.settings.allowed_package_hosts,
+                                                   frozenset(ctx.settings.nodes))
         request = deploy_request(params)
         existing = ctx.idempotent(params.deploy_id, RunKind.DEPLOY, params.service,
                                   params.version, request)

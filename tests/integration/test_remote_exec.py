@@ -9,6 +9,7 @@ run's processes, its directory under ``~/.floy-node/runs``) can be checked direc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from orchestrator.domain.events import FoldState, RunnerEvent
 from orchestrator.domain.records import RunInstanceRecord
 from orchestrator.engine.executors import InlineExecutor
 from orchestrator.engine.ingest import EventSink
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, ValidationError
 from orchestrator.models import DeployParams, Status
 from orchestrator.settings import REPO_ROOT
 from sample.packages import free_port
@@ -405,3 +406,65 @@ def test_missing_key_files_are_named(node: Node, floy_env: FloyEnv) -> None:
 
 def never_event(event: RunnerEvent) -> None:
     raise AssertionError(f"no event expected: {event}")
+
+
+# -- 6. through the service: a run pinned to a configured node -------------------------------
+
+
+def with_nodes(env: FloyEnv, **nodes: Node) -> FloyEnv:
+    """``env`` with ``nodes:`` configured (as config.yml would), runs carried inline."""
+    settings = dataclasses.replace(env.settings, nodes={
+        name: {"destination": n.destination, "port": n.port,
+               "identity_file": str(n.identity_file), "known_hosts": str(n.known_hosts),
+               "runner_command": n.runner_command}
+        for name, n in nodes.items()})
+    return env.rebuilt(settings, InlineExecutor(settings, env.store))
+
+
+def test_a_deployment_pinned_to_a_node_runs_there(floy_env: FloyEnv, node: Node,
+                                                  sshd: Sshd) -> None:
+    env = with_nodes(floy_env, **{"node-1": node})
+    ids = env.register(2)
+    run_id = unique("pin")
+    url, sha = env.packages["2.0.0"]
+    before = sshd.publickey_logins()
+    env.service.execute_deployment(DeployParams(
+        service="hello", version="2.0.0", instances=tuple(ids), package_url=url,
+        package_sha256=sha, deploy_id=run_id, node="node-1"))
+    status = env.service.get_deployment_status(run_id)
+    assert status.status is Status.COMPLETED, status.error_message
+    assert [env.current(i) for i in ids] == ["2.0.0", "2.0.0"]
+    assert sshd.publickey_logins() > before, "the playbook ran through the node"
+    run = env.store.runs.get(run_id)
+    assert run is not None and run.request.node == "node-1"
+
+
+def test_an_unreachable_node_fails_the_run_s_instances_and_says_why(
+        floy_env: FloyEnv, node: Node) -> None:
+    dead = dataclasses.replace(node, port=free_port())
+    env = with_nodes(floy_env, **{"node-1": dead})
+    ids = env.register(3)
+    run_id = unique("dead")
+    url, sha = env.packages["2.0.0"]
+    env.service.execute_deployment(DeployParams(
+        service="hello", version="2.0.0", instances=tuple(ids), package_url=url,
+        package_sha256=sha, deploy_id=run_id, node="node-1", max_failures=1))
+    status = env.service.get_deployment_status(run_id)
+    assert status.status is Status.FAILED
+    for instance in status.instances:
+        assert instance.status is Status.FAILED, instance
+        assert instance.error_message.startswith("unreachable: node node-1: "), instance
+    assert status.error_message.startswith("3 of 3 instances failed"), status.error_message
+    assert [env.current(i) for i in ids] == [None] * 3
+
+
+def test_a_node_that_is_not_configured_is_refused_naming_the_field(
+        floy_env: FloyEnv) -> None:
+    ids = floy_env.register(1)
+    url, sha = floy_env.packages["2.0.0"]
+    with pytest.raises(ValidationError) as err:
+        floy_env.service.execute_deployment(DeployParams(
+            service="hello", version="2.0.0", instances=tuple(ids), package_url=url,
+            package_sha256=sha, deploy_id="no-node", node="elsewhere"))
+    assert err.value.field == "node" and "not a configured execution node" in str(err.value)
+    assert floy_env.store.runs.get("no-node") is None, "nothing stored"

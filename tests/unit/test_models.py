@@ -41,7 +41,7 @@ T1 = T0 + timedelta(seconds=5)
 
 # The extension keys written by hand here, independently of the module.
 EXPECTED_EXTENSIONS: dict[str, set[str]] = {
-    "DeployParams": {"batch_size", "max_failures", "package_sha256", "auto_rollback"},
+    "DeployParams": {"batch_size", "max_failures", "package_sha256", "auto_rollback", "node"},
     "DeployStatus": {
         "kind",
         "error_message",

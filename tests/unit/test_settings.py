@@ -207,3 +207,32 @@ def test_json_round_trip(tmp_path: Path) -> None:
     s = load_settings(home=_home(tmp_path), environ={"FLOY_ALLOWED_PACKAGE_HOSTS": "a,b",
                                                      "FLOY_LEASE_SECONDS": "3"})
     assert Settings.from_json(s.to_json()) == s
+
+
+NODE = {"destination": "floy@10.0.0.5", "identity_file": "keys/id", "known_hosts": "/k/hosts"}
+
+
+@pytest.mark.parametrize(("nodes", "expected"), [
+    ({"n1": "floy@10.0.0.5"}, "nodes.n1 must be a mapping of destination"),
+    ({"n1": {**NODE, "user": "x"}}, "nodes.n1: unknown key 'user'"),
+    ({"n1": {k: v for k, v in NODE.items() if k != "known_hosts"}},
+     "nodes.n1: known_hosts is missing"),
+    ({"n1": {**NODE, "port": "22"}}, "nodes.n1.port must be a number, got '22'"),
+    ({"n1": {**NODE, "port": True}}, "nodes.n1.port must be a number, got true"),
+    ({"n1": {**NODE, "destination": 5}}, "nodes.n1.destination must be a string, got 5"),
+])
+def test_a_bad_execution_node_names_the_node_and_key(tmp_path: Path, nodes: object,
+                                                      expected: str) -> None:
+    home = _home(tmp_path, {"nodes": nodes})
+    message = _refused(home)
+    assert message.startswith(f"{home / 'config.yml'}: nodes"), message
+    assert expected in message, message
+
+
+def test_execution_nodes_resolve_their_paths_and_reach_a_worker(tmp_path: Path) -> None:
+    home = _home(tmp_path, {"nodes": {"n1": {**NODE, "port": 2222}}})
+    settings = load_settings(home=home, environ={})
+    assert settings.nodes == {"n1": {**NODE, "port": 2222,
+                                     "identity_file": str(tmp_path / "keys/id"),
+                                     "known_hosts": "/k/hosts"}}
+    assert Settings.from_json(settings.to_json()).nodes == settings.nodes
