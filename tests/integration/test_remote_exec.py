@@ -468,3 +468,35 @@ def test_a_node_that_is_not_configured_is_refused_naming_the_field(
             package_sha256=sha, deploy_id="no-node", node="elsewhere"))
     assert err.value.field == "node" and "not a configured execution node" in str(err.value)
     assert floy_env.store.runs.get("no-node") is None, "nothing stored"
+
+
+def test_a_lost_worker_s_run_is_stopped_on_its_node_by_the_reaper(
+        floy_async_env: FloyEnv, node: Node, sshd: Sshd) -> None:
+    """The detached worker of a run pinned to the node is SIGKILLed mid-release: its
+    playbook goes on on the node (nothing there knows); the reaper stops it there through
+    the node's own ssh session, then probes."""
+    settings = dataclasses.replace(floy_async_env.settings, nodes={"node-1": {
+        "destination": node.destination, "port": node.port,
+        "identity_file": str(node.identity_file), "known_hosts": str(node.known_hosts),
+        "runner_command": node.runner_command}})
+    env = floy_async_env.rebuilt(settings)
+    ids = env.register(1)
+    run_id = unique("lost")
+    url, sha = env.packages["9.0.0-hang"]
+    env.service.execute_deployment(DeployParams(
+        service="hello", version="9.0.0", instances=tuple(ids), package_url=url,
+        package_sha256=sha, deploy_id=run_id, node="node-1", timeout=120, retry_count=0))
+    wait_until(lambda: hanging(env, ids[0]), 60, "the release to hang on the node")
+    pid = env.service.worker_pid(run_id)
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(1.0)  # long enough for a dying session to take the release with it
+    assert hanging(env, ids[0]), "the release goes on on the node without its worker"
+    assert wait_until(lambda: run_id in env.service.reap_stale_runs(), 30,
+                      "the lease to expire and the run to be reaped")
+    status = env.service.get_deployment_status(run_id)
+    assert status.status is Status.FAILED, status
+    assert "its playbook on node node-1 was stopped" in status.error_message, status
+    wait_until(lambda: not tagged(run_id), 30, "nothing of the run left")
+    assert hanging(env, ids[0]) == []
+    assert not (HOME / NODE_RUNS_DIR / run_id).exists()
