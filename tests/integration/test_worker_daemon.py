@@ -22,7 +22,7 @@ from orchestrator.engine.reaper import UNCLAIMED_GRACE_SECONDS
 from orchestrator.models import DeployParams, Status
 from orchestrator.store import schema
 from orchestrator.timefmt import format_time, utcnow
-from sample.packages import stop_apps
+from sample.packages import free_port, stop_apps
 from tests.helpers.floyenv import FloyEnv, make_env
 from tests.helpers.wait import wait_until
 from tests.integration.pg import Postgres
@@ -258,3 +258,16 @@ def test_a_daemon_cut_off_from_the_database_stops_hands_back_and_resumes(
     assert "stopping before it can expire" in log, log[-3000:]
     assert "run cut-1 handed back" in log, log[-3000:]
     assert env.leftovers("cut-1") == []
+
+
+def test_a_daemon_whose_database_is_unreachable_at_start_is_a_config_error(
+        tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    done = subprocess.run(
+        [FLOY, "--home", str(tmp_path / "home"), "worker"], capture_output=True, text=True,
+        timeout=60, env=dict(os.environ, FLOY_EXECUTOR="queue",
+                             FLOY_DB_URL=f"postgresql+psycopg://floy:s3cret@127.0.0.1:{port}/x"))
+    assert done.returncode == 6, (done.returncode, done.stderr)
+    assert f"floy:***@127.0.0.1:{port}/x" in done.stderr, done.stderr
+    assert "s3cret" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
