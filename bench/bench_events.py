@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from orchestrator.domain.events import FoldState, fold_event
 from orchestrator.domain.records import RunInstanceRecord, RunRecord
+from orchestrator.domain.request import RunRequest
 from orchestrator.engine.ingest import EventSink
 from orchestrator.models import InstanceSpec, Status
 from orchestrator.store import Store
@@ -46,6 +47,9 @@ from orchestrator.timefmt import utcnow
 
 FIXTURES = REPO / "tests" / "fixtures" / "events"
 GOAL = 20_000.0
+#: ``--db-url`` (a fresh database for each child), or None: a SQLite file of its own.
+DB_URL: str | None = None
+POSTGRES: Any = None  # the private server of --postgres
 SERVICE = "hello"
 
 
@@ -112,7 +116,7 @@ def consume(mode: str, total: int, instances: int) -> dict[str, Any]:
     store = None
     tmp = Path(tempfile.mkdtemp(prefix="floy-bench-events-"))
     if mode == "store":
-        store = Store.open(f"sqlite:///{tmp / 'floy.db'}")
+        store = Store.open(DB_URL or f"sqlite:///{tmp / 'floy.db'}")
         store.instances.add([InstanceSpec(i, SERVICE, "127.0.0.1", 9000, {}) for i in ids])
     state = FoldState.start(ids)
     sink: EventSink | None = None
@@ -130,11 +134,12 @@ def consume(mode: str, total: int, instances: int) -> dict[str, Any]:
                     store.runs.set_status(current, Status.COMPLETED, finished=True)
                 now = utcnow()
                 store.runs.create(RunRecord(run_id, "deploy", SERVICE, "1.0.0",
-                                           Status.IN_PROGRESS, {}, "bench", now, now),
+                                           Status.IN_PROGRESS, RunRequest(tuple(ids)),
+                                           "bench", now, now),
                                  _members(run_id, ids))
             state = FoldState.start(ids)
             if store is not None:  # the worker's own ingestion: fold + batched writes
-                sink = EventSink(store.runs, run_id, state)
+                sink = EventSink(store.runs, run_id, None, state)
             current = run_id
             began = time.perf_counter()
         if sink is not None:
@@ -161,9 +166,10 @@ def consume(mode: str, total: int, instances: int) -> dict[str, Any]:
 
 def run_child(mode: str, total: int, instances: int) -> dict[str, Any]:
     """``consume`` in a fresh process (its own peak RSS)."""
+    extra = ["--db-url", _fresh_database()] if POSTGRES is not None else []
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--events", str(total),
-                          "--instances", str(instances)], check=True, capture_output=True,
-                         text=True)
+                          "--instances", str(instances), *extra], check=True,
+                         capture_output=True, text=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -220,14 +226,38 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=1000, help="instances per run")
     parser.add_argument("--quick", action="store_true", help="20,000 events, 1,000 instances")
     parser.add_argument("--child", choices=("gen", "fold", "store"), help=argparse.SUPPRESS)
+    parser.add_argument("--db-url", help=argparse.SUPPRESS)
+    parser.add_argument("--postgres", action="store_true",
+                        help="persist into a private PostgreSQL server on loopback "
+                             "(tests/integration/pg.py) instead of a SQLite file")
     parser.add_argument("--profile-events", type=int, default=20_000,
                         help="events profiled when the goal is missed")
     args = parser.parse_args()
     total = 20_000 if args.quick else args.events
+    global DB_URL, POSTGRES
+    DB_URL = args.db_url
+    if args.postgres and not args.child:
+        from tests.integration.pg import Postgres
+
+        POSTGRES = Postgres().start()
+        try:
+            return _main(args, total, "PostgreSQL 15 on loopback")
+        finally:
+            POSTGRES.stop()
     if args.child:
         print(json.dumps(consume(args.child, total, args.instances)))
         return 0
-    banner(f"events: {total:,} replayed runner events, runs of {args.instances:,} instances")
+    return _main(args, total, "a SQLite file")
+
+
+def _fresh_database() -> str:
+    assert POSTGRES is not None
+    return str(POSTGRES.new_database())
+
+
+def _main(args: argparse.Namespace, total: int, where: str) -> int:
+    banner(f"events: {total:,} replayed runner events, runs of {args.instances:,} instances, "
+           f"persisted into {where}")
     results = {mode: run_child(mode, total, args.instances) for mode in ("gen", "fold", "store")}
     labels = {"gen": "replay only", "fold": "fold", "store": "fold+store"}
     for mode, res in results.items():

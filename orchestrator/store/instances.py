@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -156,4 +156,28 @@ def set_version(conn: Connection, instance_id: str, version: str, now: datetime)
             ),
             version=version,
         )
+    )
+
+
+def set_versions(conn: Connection, versions: Mapping[str, str], now: datetime) -> None:
+    """:func:`set_version` for many instances in one ``executemany`` (pipelined by psycopg
+    on PostgreSQL: one round trip, not one per instance)."""
+    if not versions:
+        return
+    version: sa.BindParameter[str] = sa.bindparam("b_version")
+    when: sa.BindParameter[str] = sa.bindparam("b_when")
+    conn.execute(
+        t.instances.update()
+        .where(t.instances.c.instance_id == sa.bindparam("b_instance"))
+        .values(
+            last_heartbeat=when,
+            observed_version=version,
+            observed_at=when,
+            version_updated_at=sa.case(
+                (t.instances.c.version != version, when),
+                else_=t.instances.c.version_updated_at,
+            ),
+            version=version,
+        ),
+        [{"b_instance": i, "b_version": v, "b_when": stamp(now)} for i, v in versions.items()],
     )

@@ -15,7 +15,7 @@ from orchestrator.models import Status
 from orchestrator.store import schema as t
 from orchestrator.store.database import Database
 from orchestrator.store.history import record_release
-from orchestrator.store.instances import set_version
+from orchestrator.store.instances import set_versions
 from orchestrator.store.rows import (
     member_record,
     member_values,
@@ -204,21 +204,34 @@ class Runs:
         if not updates:
             return
         now = self.db.clock()
+        # Each update sets some columns of one instance's row and nothing reads the row, so
+        # applying a batch in order is the same as applying, per instance, the last value
+        # each column was given: one row update per instance, and the rows that set the
+        # same columns in one executemany (pipelined by psycopg: one round trip).
+        rows: dict[str, dict[str, Any]] = {}
+        versions: dict[str, str] = {}
+        for up in updates:
+            values = update_values(up)
+            if values:
+                rows.setdefault(up.instance_id, {}).update(values)
+            if up.current_version is not None:
+                versions[up.instance_id] = up.current_version
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for instance_id, values in rows.items():
+            by_columns.setdefault(tuple(sorted(values)), []).append(
+                {"b_instance": instance_id, **values})
         with self.db.write() as conn:
             _hold(conn, run_id, owner)
+            for params in by_columns.values():
+                conn.execute(
+                    t.run_instances.update().where(
+                        t.run_instances.c.run_id == run_id,
+                        t.run_instances.c.instance_id == sa.bindparam("b_instance"),
+                    ),
+                    params,
+                )
+            set_versions(conn, versions, now)
             for up in updates:
-                values = update_values(up)
-                if values:
-                    conn.execute(
-                        t.run_instances.update()
-                        .where(
-                            t.run_instances.c.run_id == run_id,
-                            t.run_instances.c.instance_id == up.instance_id,
-                        )
-                        .values(**values)
-                    )
-                if up.current_version is not None:
-                    set_version(conn, up.instance_id, up.current_version, now)
                 if up.release is not None:
                     record_release(conn, up.instance_id, run_id, up.release, now)
             conn.execute(
