@@ -40,12 +40,13 @@ def service_with(fleet: Fleet, executor: str) -> FloyDeployService:
                               fleet.env.store, settings)
 
 
-def start_daemon(fleet: Fleet, name: str) -> subprocess.Popen[bytes]:
+def start_daemon(fleet: Fleet, name: str, forks: int | None = None) -> subprocess.Popen[bytes]:
     s = fleet.env.settings
     env = venv_path_env({"FLOY_HOME": str(s.home), "FLOY_DB_URL": s.db_url,
                          "FLOY_INVENTORY_DIR": str(s.inventory_dir),
                          "FLOY_CA_BUNDLE": s.ca_bundle, "FLOY_EXECUTOR": "queue",
-                         "FLOY_LEASE_SECONDS": str(s.lease_seconds)})
+                         "FLOY_LEASE_SECONDS": str(s.lease_seconds),
+                         "FLOY_FORKS": str(forks or s.forks)})
     log = open(fleet.tmp / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child
     return subprocess.Popen([str(VENV_BIN / "floy"), "worker", "--max-runs", "1",
                              "--poll", "0.1"], env=env, stdout=log,
@@ -59,13 +60,14 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         proc.wait(timeout=120)
 
 
-def wait_for(service: FloyDeployService, run_id: str, timeout: float = 300) -> None:
+def wait_for(service: FloyDeployService, run_id: str, timeout: float = 300,
+             poll: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.get_deployment_status(run_id).status in (Status.COMPLETED, Status.FAILED,
                                                             Status.CANCELLED):
             return
-        time.sleep(0.05)
+        time.sleep(poll)
     raise TimeoutError(run_id)
 
 
