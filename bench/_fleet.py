@@ -125,15 +125,16 @@ class Fleet:
 
 
 @contextmanager
-def start_fleet(prefix: str, count: int) -> Iterator[Fleet]:
-    """A fleet of ``count`` registered (not yet deployed) instances; stopped on exit."""
+def start_fleet(prefix: str, count: int, db_url: str | None = None) -> Iterator[Fleet]:
+    """A fleet of ``count`` registered (not yet deployed) instances, its store at
+    ``db_url`` (default: SQLite in the fleet's home); stopped on exit."""
     tmp = Path(tempfile.mkdtemp(prefix=f"floy-bench-{prefix}-"))
     pki = make_pki(tmp / "pki")
     (tmp / "pkgs").mkdir()
     server = PackageServer.start(tmp / "pkgs", pki)
     (tmp / "env").mkdir()
     packages: dict[str, tuple[str, str]] = {}
-    env = make_env(tmp / "env", pki, packages, inline=True)
+    env = make_env(tmp / "env", pki, packages, inline=True, db_url=db_url)
     fleet = Fleet(tmp, env, server, packages, [])
     try:
         fleet.ids = env.register(count)

@@ -19,9 +19,16 @@ from orchestrator.timefmt import format_time
               show_default=True,
               help="Seconds a stopping worker lets its runs go on before it hands them back.")
 @click.option("--poll", "poll_seconds", type=click.FloatRange(0.05, 60), default=0.5,
-              show_default=True, help="Seconds between looks at the queue when idle.")
+              show_default=True,
+              help="Seconds between looks at the queue when idle (while listening: this or 5 s, "
+                   "whichever is longer).")
+@click.option("--listen/--no-listen", default=True, show_default=True,
+              help="On PostgreSQL, LISTEN for queued runs and cancels (NOTIFY) instead of "
+                   "relying on the polls; --no-listen behind a pooler that cannot carry "
+                   "LISTEN (PgBouncer in transaction mode).")
 @pass_ctx
-def worker(c: Context, max_runs: int, grace_seconds: float, poll_seconds: float) -> None:
+def worker(c: Context, max_runs: int, grace_seconds: float, poll_seconds: float,
+           listen: bool) -> None:
     """Serve the queue until stopped: claim queued runs (executor: queue), carry up to
     --max-runs at once, renew their leases, and reap runs whose worker died. Start one or
     more on every machine that shares the database. SIGTERM or Ctrl-C stops claiming and
@@ -31,7 +38,7 @@ def worker(c: Context, max_runs: int, grace_seconds: float, poll_seconds: float)
     logging.getLogger("orchestrator").setLevel(logging.INFO)
     logging.getLogger("orchestrator.ansible.runner").setLevel(logging.WARNING)
     daemon = c.service.worker_daemon(max_runs=max_runs, grace_seconds=grace_seconds,
-                                     poll_seconds=poll_seconds)
+                                     poll_seconds=poll_seconds, listen=listen)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         daemon.stop()

@@ -19,6 +19,13 @@ Stopping (SIGTERM or SIGINT): the daemon stops claiming at once, lets its runs g
 (SIGTERM, as a cancel does), probes the instances in flight, records what their disks say,
 puts them back to pending and releases the lease with the run still unfinished, for the
 next daemon to resume. A second signal skips what is left of the grace.
+
+On PostgreSQL the daemon also LISTENs (:mod:`orchestrator.store.notify`): a run queued
+anywhere wakes it at once, and a cancel reaches the worker thread carrying the run at once;
+its polls then slow to every :data:`LISTENING_POLL_SECONDS` (the queue) and
+:data:`~orchestrator.engine.worker.LISTENING_CANCEL_CHECK_SECONDS` (a cancel), for what a
+notification could not bring. ``listen=False`` (``floy worker --no-listen``) polls only,
+for a connection pooler that cannot carry LISTEN (PgBouncer in transaction mode).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from orchestrator.engine.reaper import Reaper
 from orchestrator.engine.worker import Worker
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.store.notify import Listener, poll_interval
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,9 @@ log = logging.getLogger(__name__)
 DEFAULT_GRACE_SECONDS = 60.0
 #: How often an idle daemon looks for queued runs.
 DEFAULT_POLL_SECONDS = 0.5
+#: As often while it listens for them (PostgreSQL NOTIFY): the look only covers what a
+#: notification could not bring (one sent while the listener's connection was down).
+LISTENING_POLL_SECONDS = 5.0
 
 
 class WorkerDaemon:
@@ -55,6 +66,7 @@ class WorkerDaemon:
         poll_seconds: float = DEFAULT_POLL_SECONDS,
         reap_seconds: float | None = None,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        listen: bool = True,
         worker: Worker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -66,6 +78,8 @@ class WorkerDaemon:
                              else reap_seconds)
         self.grace_seconds = grace_seconds
         self.worker = worker or Worker(settings, store)
+        self.listen = listen  # LISTEN for queued runs and cancels (PostgreSQL)
+        self.listener: Listener | None = None
         self.name = self.worker.owner
         self.reaper = Reaper(settings, store, self.worker.probe)
         self.clock = clock
@@ -96,6 +110,18 @@ class WorkerDaemon:
         log.info("worker %s serving: up to %d run(s) at once, lease %.1f s, reaping every "
                  "%.1f s", self.name, self.max_runs, self.settings.lease_seconds,
                  self.reap_seconds)
+        if self.listen:
+            self.listener = Listener.open(self.store.db.engine, self.settings.db_io_timeout,
+                                          self.wake)
+        self.worker.listener = self.listener
+        try:
+            self._serve()
+        finally:
+            if self.listener is not None:
+                self.listener.close()
+        return self.carried
+
+    def _serve(self) -> None:
         next_beat = next_reap = self.clock()
         while not self.stopping.is_set():
             now = self.clock()
@@ -106,10 +132,11 @@ class WorkerDaemon:
                 next_reap = now + self.reap_seconds
                 self._reap()
             self._claim()
-            self._wake.wait(self.poll_seconds)
+            poll = poll_interval(self.listener, self.poll_seconds, LISTENING_POLL_SECONDS)
+            self._wake.wait(max(0.0, min(poll, next_beat - self.clock(),
+                                         next_reap - self.clock())))
             self._wake.clear()
         self._drain()
-        return self.carried
 
     def _beat(self, state: WorkerState) -> None:
         try:

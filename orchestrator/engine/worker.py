@@ -31,6 +31,7 @@ from orchestrator.engine.settle import Probe, apply_closing
 from orchestrator.models import Status
 from orchestrator.settings import Settings
 from orchestrator.store import StaleWriterError, Store
+from orchestrator.store.notify import Listener, poll_interval
 from orchestrator.timefmt import format_time
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 Execute = runner.Execute
 # How often the worker reads the store for a cancel request (runner asks every 0.2 s).
 CANCEL_CHECK_SECONDS = 0.25
+# As often while a daemon's listener hears cancels as they are made (PostgreSQL NOTIFY):
+# the read only covers a notification lost while its connection was down.
+LISTENING_CANCEL_CHECK_SECONDS = 2.0
 # How long the end of a run waits for the store to come back (a database restart) before
 # giving the run up to the reaper.
 STORE_RETRY_SECONDS = 30.0
@@ -54,10 +58,12 @@ class Worker:
         store: Store,
         execute: Execute = runner.execute,
         probe: Probe | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.execute = execute
+        self.listener = listener  # a daemon's: cancels heard as they are made
         self.probe: Probe = probe or functools.partial(probe_instances, settings)
         self.owner = owner_name(settings.node_name)
 
@@ -147,9 +153,11 @@ class Worker:
                 return True
             sink.flush_if_due()  # runner polls every 0.2 s: keeps status fresh when quiet
             now = time.monotonic()
-            if now < checks["next"]:
+            heard = self.listener is not None and self.listener.cancel_heard(run_id)
+            if now < checks["next"] and not heard:
                 return False
-            checks["next"] = now + CANCEL_CHECK_SECONDS
+            checks["next"] = now + poll_interval(self.listener, CANCEL_CHECK_SECONDS,
+                                                 LISTENING_CANCEL_CHECK_SECONDS)
             return self.store.runs.cancel_requested(run_id)
 
         execute = self.execute

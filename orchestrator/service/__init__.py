@@ -156,13 +156,14 @@ class FloyDeployService:
         return self.ctx.reaper.reap()
 
     def worker_daemon(self, *, max_runs: int, grace_seconds: float,
-                      poll_seconds: float) -> WorkerDaemon:
+                      poll_seconds: float, listen: bool = True) -> WorkerDaemon:
         """A ``floy worker`` daemon over this service's store and settings (call its
         ``serve()``; its ``stop()`` is safe from a signal handler)."""
         from orchestrator.engine.daemon import WorkerDaemon
 
         return WorkerDaemon(self.settings, self.store, max_runs=max_runs,
-                            grace_seconds=grace_seconds, poll_seconds=poll_seconds)
+                            grace_seconds=grace_seconds, poll_seconds=poll_seconds,
+                            listen=listen)
 
     def workers(self) -> list[WorkerRecord]:
         """The ``floy worker`` daemons, the most recent heartbeat first."""

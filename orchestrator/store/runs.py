@@ -16,6 +16,7 @@ from orchestrator.store import schema as t
 from orchestrator.store.database import Database
 from orchestrator.store.history import record_release
 from orchestrator.store.instances import set_versions
+from orchestrator.store.notify import CANCEL, QUEUE, notify
 from orchestrator.store.rows import (
     member_record,
     member_values,
@@ -139,6 +140,7 @@ class Runs:
                 t.instance_locks.insert(),
                 [{"instance_id": i, "run_id": run.run_id, "locked_at": now} for i in ids],
             )
+            notify(conn, QUEUE, run.run_id)
 
     def get(self, run_id: str) -> RunRecord | None:
         """A run by ID, or None."""
@@ -195,6 +197,7 @@ class Runs:
                         updated_at=stamp(self.db.clock()), lease_owner=None,
                         lease_expires_at=None, worker_pid=None)
             )
+            notify(conn, QUEUE, run_id)
 
     def apply_updates(
         self, run_id: str, updates: Sequence[InstanceUpdate], owner: str | None = None
@@ -272,6 +275,7 @@ class Runs:
                 .where(t.runs.c.run_id == run_id, t.runs.c.cancel_requested_at.is_(None))
                 .values(cancel_requested_at=stamp(now))
             )
+            notify(conn, CANCEL, run_id)
             value = conn.execute(
                 sa.select(t.runs.c.cancel_requested_at).where(t.runs.c.run_id == run_id)
             ).scalar_one()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -28,6 +29,8 @@ from tests.helpers.wait import wait_until
 from tests.integration.pg import Postgres
 
 pytestmark = pytest.mark.integration
+
+_NO_RUN = SimpleNamespace(lease_owner=None)
 
 FLOY = str(Path(sys.executable).parent / "floy")
 LEASE = 3.0
@@ -258,6 +261,29 @@ def test_a_daemon_cut_off_from_the_database_stops_hands_back_and_resumes(
     assert "stopping before it can expire" in log, log[-3000:]
     assert "run cut-1 handed back" in log, log[-3000:]
     assert env.leftovers("cut-1") == []
+
+
+def test_on_postgresql_a_daemon_claims_a_queued_run_as_it_is_queued(
+        queued_pg: tuple[FloyEnv, Daemons]) -> None:
+    """LISTEN/NOTIFY: a daemon that polls every 30 s and beats every 10 s (a 30 s lease)
+    claims each of three runs queued 3 s apart within a second of its queueing."""
+    env, daemons = queued_pg
+    daemons.environ["FLOY_LEASE_SECONDS"] = "30"
+    ids = env.register(3)
+    daemons.start("--max-runs", "3", "--poll", "30")
+    daemons.serving(1)
+    wait_until(lambda: "listening for queued runs" in daemons.log(0).read_text(), 30,
+               "the daemon to listen")
+    for n, instance_id in enumerate(ids):
+        time.sleep(3.0)
+        began = time.monotonic()
+        deploy(env, "hello", "1.0.0", [instance_id], f"nq-{n}")
+        wait_until(lambda n=n: (env.store.runs.get(f"nq-{n}") or _NO_RUN).lease_owner, 10,
+                   f"nq-{n} to be claimed")
+        took = time.monotonic() - began
+        assert took < 1.0, f"nq-{n} claimed {took:.2f} s after it was queued"
+    for n in range(3):
+        assert env.wait(f"nq-{n}", timeout=120).status is Status.COMPLETED
 
 
 def test_a_daemon_whose_database_is_unreachable_at_start_is_a_config_error(
