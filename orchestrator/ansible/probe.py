@@ -14,6 +14,7 @@ to store), refused release names are dropped, and :attr:`Observation.error` says
 
 from __future__ import annotations
 
+import functools
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
@@ -92,10 +93,17 @@ def probe_instances(
     service: str,
     instances: Sequence[InstanceRecord],
     execute: runner.Execute = runner.execute,
+    node: str = "",
 ) -> dict[str, Observation]:
-    """Run the probe playbook over ``instances``; one observation per instance."""
+    """Run the probe playbook over ``instances``, here or on execution node ``node`` (the
+    one their run played on: it reaches them); one observation per instance."""
     if not instances:
         return {}
+    if node:
+        from orchestrator.ansible import remote  # remote builds on this module's siblings
+
+        execute = functools.partial(remote.execute_on_node,
+                                    remote.configured_node(settings, node))
     plan = bake_probe(settings, f"probe-{service}-{uuid.uuid4().hex[:12]}", service, instances)
     events: list[RunnerEvent] = []
     try:

@@ -33,11 +33,30 @@ class RunRequest:
     force: bool = False  # a rollback that reinstalls even a current target
     automatic: bool = False  # a rollback started by auto_rollback
     node: str = ""  # the execution node that runs its playbook ("": the worker itself)
+    # one per instance, when its instances are grouped by their execution_node label
+    # (see orchestrator.domain.placement); empty: every instance plays where ``node`` says
+    nodes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.nodes and len(self.nodes) != len(self.instances):
+            raise ValueError(f"'nodes' has {len(self.nodes)} entries for "
+                             f"{len(self.instances)} instances")
+
+    def node_of(self, instance_id: str) -> str:
+        """The execution node that plays ``instance_id``'s part ("": the worker itself)."""
+        if self.node or not self.nodes:
+            return self.node
+        return self.nodes[self.instances.index(instance_id)]
+
+    def all_nodes(self) -> list[str]:
+        """Every execution node this run's playbooks run on, in first-use order."""
+        return list(dict.fromkeys(n for n in (self.node, *self.nodes) if n))
 
     def to_json(self) -> dict[str, Any]:
         """The stored JSON object."""
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["instances"] = list(self.instances)
+        data["nodes"] = list(self.nodes)
         return data
 
     @classmethod
@@ -55,12 +74,13 @@ class RunRequest:
                 continue
             values[name] = _typed(name, value, cls._TYPES[name])
         values["instances"] = tuple(values["instances"])
+        values["nodes"] = tuple(values.get("nodes", ()))
         return cls(**values)
 
     _TYPES: ClassVar[dict[str, type]] = {
         "instances": list, "package_url": str, "package_sha256": str, "timeout": int,
         "retry_count": int, "batch_size": str, "max_failures": int, "auto_rollback": bool,
-        "force": bool, "automatic": bool, "node": str,
+        "force": bool, "automatic": bool, "node": str, "nodes": list,
     }
 
 

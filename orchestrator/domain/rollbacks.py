@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from orchestrator.domain.batching import batch_numbers
+from orchestrator.domain.placement import group_batch_numbers, grouped
 from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord
 from orchestrator.domain.request import RunRequest
 from orchestrator.domain.validation import validate_package_url
@@ -67,7 +67,8 @@ def build_run(
         status=Status.PENDING, request=request, created_by=created_by, created_at=now,
         updated_at=now, parent_run_id=parent_run_id,
     )
-    batches = batch_numbers(request.batch_size, len(targets))
+    groups = grouped([t.instance_id for t in targets], request.nodes)
+    batches = group_batch_numbers(request.batch_size, [len(ids) for _, ids in groups])
     members = [
         RunInstanceRecord(
             run_id=run_id, instance_id=t.instance_id, position=n, batch=batches[n],

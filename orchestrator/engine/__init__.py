@@ -24,5 +24,7 @@ class Executor(Protocol):
     def close_unclaimed(self, run_id: str) -> None:
         """Close a run that was cancelled before any worker claimed it (no-op otherwise)."""
 
-    def probe(self, service: str, instances: Sequence[InstanceRecord]) -> dict[str, Observation]:
-        """Read what each instance really runs from its own disk (one observation each)."""
+    def probe(self, service: str, instances: Sequence[InstanceRecord],
+              node: str = "") -> dict[str, Observation]:
+        """Read what each instance really runs from its own disk (one observation each),
+        through execution node ``node`` if given."""

@@ -51,6 +51,10 @@ def start_automatic(
         batch_size=deploy.request.batch_size,
         max_failures=len(targets),  # try every instance: each one is better back
         automatic=True,
+        # where the deployment played them (the node holds their credentials and routes)
+        node=deploy.request.node,
+        nodes=(tuple(deploy.request.node_of(t.instance_id) for t in targets)
+               if deploy.request.nodes else ()),
     )
     run_id = f"{deploy.run_id}-rollback"[:128]
     run, records = build_run(run_id, deploy.service, version, targets, request,

@@ -39,9 +39,11 @@ class _LocalWork:
         """Close a run cancelled before any worker claimed it."""
         self.worker.close_unclaimed(run_id)
 
-    def probe(self, service: str, instances: Sequence[InstanceRecord]) -> dict[str, Observation]:
-        """Run the probe playbook over ``instances`` here (the worker's own probe)."""
-        return self.worker.probe(service, instances)
+    def probe(self, service: str, instances: Sequence[InstanceRecord],
+              node: str = "") -> dict[str, Observation]:
+        """Run the probe playbook over ``instances`` here, or through execution node
+        ``node`` (the worker's own probe)."""
+        return self.worker.probe(service, instances, node=node)
 
 
 class ProcessExecutor(_LocalWork):

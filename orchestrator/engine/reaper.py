@@ -97,27 +97,28 @@ class Reaper:
         holders = set(self.store.leases.lock_holders(instance_ids).values())
         return self.reap(sorted(holders)) if holders else []
 
-    def _stop_on_node(self, run: RunRecord) -> str:
-        """Stop the run's playbook on its execution node; what to add to the reason."""
+    def _stop_on_node(self, run: RunRecord, node: str) -> str:
+        """Stop the run's playbook on execution node ``node``; what to add to the reason."""
         try:
-            remote.stop_on_node(remote.configured_node(self.settings, run.request.node),
-                                run.run_id)
+            remote.stop_on_node(remote.configured_node(self.settings, node), run.run_id)
         except Exception as exc:
-            log.warning("could not stop %s on node %s: %s", run.run_id, run.request.node, exc)
-            return f"; its playbook on node {run.request.node} could not be stopped: {exc}"
-        return f"; its playbook on node {run.request.node} was stopped"
+            log.warning("could not stop %s on node %s: %s", run.run_id, node, exc)
+            return f"; its playbook on node {node} could not be stopped: {exc}"
+        return f"; its playbook on node {node} was stopped"
 
     def close(self, run: RunRecord, owner: str) -> None:
         """Close one stale run; the caller holds its lease as ``owner``."""
         reason = lost_reason(run)
         same_host = owner_node(run.lease_owner or "") == self.settings.node_name
-        if run.request.node:
-            reason += self._stop_on_node(run)
+        nodes = run.request.all_nodes()
+        for node in nodes:  # where its playbooks may run (a grouped run: every group's)
+            reason += self._stop_on_node(run, node)
+        on_worker = not run.request.node and (not run.request.nodes or "" in run.request.nodes)
         stopped = (stop_run(self.settings, run.run_id)
                    if same_host or not run.lease_owner else 0)
         if stopped:
             reason += f"; stopped {stopped} orphaned ansible process(es)"
-        elif run.lease_owner and not same_host and not run.request.node:
+        elif run.lease_owner and not same_host and on_worker:
             reason += ("; its ansible-playbook ran on another machine and was not stopped "
                        "from here")
         loaded = self.store.runs.with_members(run.run_id)

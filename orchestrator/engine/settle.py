@@ -8,32 +8,53 @@ stays unknown.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from orchestrator.ansible.probe import NO_PROBE_RESULT
 from orchestrator.domain.closing import Closing, settle
 from orchestrator.domain.records import InstanceRecord, Observation, RunRecord
 from orchestrator.store import Store
 
-#: Reads the given instances of a service from their disks: one observation each.
-Probe = Callable[[str, Sequence[InstanceRecord]], dict[str, Observation]]
+
+class Probe(Protocol):
+    """Reads the given instances of a service from their disks, from here or through
+    execution node ``node``: one observation each."""
+
+    def __call__(self, service: str, instances: Sequence[InstanceRecord],
+                 node: str = "") -> dict[str, Observation]: ...
 
 
 def probe_and_record(
     probe: Probe, store: Store, run: RunRecord, instances: Sequence[InstanceRecord]
 ) -> dict[str, Observation]:
-    """Probe ``instances`` and record what their disk says wherever it can be trusted."""
+    """Probe ``instances`` and record what their disk says wherever it can be trusted.
+    Each instance is probed from where its run played it (its execution node, if any)."""
     if not instances:
         return {}
-    seen = probe(run.service, instances)
+    seen = _probe(probe, run, instances)
     # A probe that produced no result for an instance at all (its ansible-playbook killed
     # or crashed) is tried once more; an unreachable instance is not (it would only cost
     # another connect timeout).
     again = [i for i in instances if seen[i.instance_id].error == NO_PROBE_RESULT]
     if again:
-        seen.update(probe(run.service, again))
+        seen.update(_probe(probe, run, again))
     truths = {i: o.current_version for i, o in seen.items() if o.trusted}
     store.instances.record_observations(truths, authoritative=True)
+    return seen
+
+
+def _probe(probe: Probe, run: RunRecord,
+           instances: Sequence[InstanceRecord]) -> dict[str, Observation]:
+    by_node: dict[str, list[InstanceRecord]] = {}
+    for instance in instances:
+        by_node.setdefault(run.request.node_of(instance.instance_id)
+                           if instance.instance_id in run.request.instances
+                           else run.request.node, []).append(instance)
+    seen: dict[str, Observation] = {}
+    for node, group in by_node.items():
+        seen.update(probe(run.service, group, node=node) if node
+                    else probe(run.service, group))
     return seen
 
 

@@ -8,21 +8,21 @@ process can read it.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
 import sys
 import threading
 import time
+from typing import Any
 
 from orchestrator.ansible import plan as planning
 from orchestrator.ansible import remote, runner
 from orchestrator.ansible.probe import probe_instances
-from orchestrator.domain import closing
-from orchestrator.domain.batching import batch_sizes
-from orchestrator.domain.events import FoldState, InstanceUpdate
-from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord
+from orchestrator.domain import closing, placement
+from orchestrator.domain.events import FoldState
+from orchestrator.domain.records import InstanceRecord, RunInstanceRecord, RunKind, RunRecord
+from orchestrator.engine.attempts import resumed_vars, set_aside, with_member_package
 from orchestrator.engine.autorollback import start_automatic
 from orchestrator.engine.ingest import EventSink
 from orchestrator.engine.lease import LeaseKeeper, owner_name
@@ -116,7 +116,6 @@ class Worker:
         if not todo:
             return self._close(run, closing.Closing())
         instances = self.store.instances.get(m.instance_id for m in todo)
-        ordered = [instances[m.instance_id] for m in todo if m.instance_id in instances]
         self.store.runs.set_status(run_id, Status.IN_PROGRESS, owner=self.owner)
         if run.kind == RunKind.ROLLBACK:
             extravars = planning.rollback_extravars(run, self.settings)
@@ -124,24 +123,85 @@ class Worker:
         else:
             extravars = planning.deploy_extravars(run, self.settings)
             host_vars = None
-        if _set_aside(self.settings, run_id) or resumed:
-            extravars.update(_resumed_vars(run, members))
+        groups = placement.grouped(
+            [m.instance_id for m in todo],
+            [run.request.node_of(m.instance_id) for m in todo] if run.request.nodes else ())
+        again = set_aside(self.settings, run_id) or resumed  # an earlier attempt ran
+        if again or len(groups) > 1:
+            # the run's shape kept: its first batch size, what is left of its budget
+            extravars.update(resumed_vars(run, members))
+        if again:
             log.info("run %s resumes with %d of %d instance(s)", run_id, len(todo),
                      len(members))
-        plan = planning.bake(self.settings, run, ordered, extravars, host_vars)
-
         by_id = {m.instance_id: m for m in members}
+        end: closing.PlaybookEnd | None = None
+        for number, (label, ids) in enumerate(groups):
+            if number > 0:
+                members = self._members(run_id)
+                if sum(m.status is Status.FAILED for m in members) > run.request.max_failures:
+                    break  # the budget is spent: the groups left are not started
+                set_aside(self.settings, run_id)
+                extravars.update(resumed_vars(run, members))
+            node = label or run.request.node
+            if len(groups) > 1:
+                log.info("run %s: group %d of %d, %d instance(s) on %s", run_id, number + 1,
+                         len(groups), len(ids), f"node {node}" if node else "this worker")
+            outcome, sink = self._play(run, [instances[i] for i in ids if i in instances],
+                                       extravars, host_vars, node, lease, hand_back, by_id)
+            stopped = self._stopped(run, outcome, sink, lease, hand_back)
+            if stopped is not None:
+                return stopped, None
+            end = closing.PlaybookEnd(outcome.status, outcome.rc, outcome.stdout_tail,
+                                      stats_seen=sink.state.finished)
+            left = {Status.PENDING, Status.IN_PROGRESS}
+            if any(m.status in left for m in self._members(run_id) if m.instance_id in ids):
+                break  # this group's playbook did not play it through: the run ends here
+        assert end is not None  # the first group always plays
+        return self._close(run, closing.after_playbook(run, self._members(run_id), end))
+
+    def _when_store_answers(self, run_id: str) -> tuple[RunRecord, list[RunInstanceRecord]]:
+        """The run and its instances, waiting (as the last flush does) for a store that
+        went away to answer again: a worker that stopped itself because it was cut off
+        reads the run once the store is back, then hands it back or finds it taken over."""
+        give_up = time.monotonic() + max(STORE_RETRY_SECONDS, self.settings.lease_seconds)
+        while True:
+            try:
+                loaded = self.store.runs.with_members(run_id)
+                break
+            except Exception as exc:
+                if time.monotonic() >= give_up:
+                    raise
+                log.info("run %s: waiting for the store to answer (%s)", run_id,
+                         str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+                time.sleep(1.0)
+        assert loaded is not None
+        return loaded
+
+    def _members(self, run_id: str) -> list[RunInstanceRecord]:
+        loaded = self.store.runs.with_members(run_id)
+        assert loaded is not None
+        return loaded[1]
+
+    def _play(self, run: RunRecord, instances: list[InstanceRecord],
+              extravars: dict[str, Any], host_vars: dict[str, dict[str, Any]] | None,
+              node: str, lease: LeaseKeeper, hand_back: threading.Event,
+              by_id: dict[str, RunInstanceRecord],
+              ) -> tuple[runner.RunnerOutcome, EventSink]:
+        """One ansible-playbook over ``instances``, here or on ``node``, its events folded
+        into the store as they come."""
+        run_id = run.run_id
+        plan = planning.bake(self.settings, run, instances, extravars, host_vars)
         sink = EventSink(
             self.store.runs,
             run_id,
             self.owner,
             FoldState.start(
-                [m.instance_id for m in todo],
+                [i.instance_id for i in instances],
                 package_url=run.request.package_url,
                 sha256=run.request.package_sha256,
             ),
             # a rollback's instances each have their own package
-            transform=(lambda u: _with_member_package(u, by_id))
+            transform=(lambda u: with_member_package(u, by_id))
             if run.kind == RunKind.ROLLBACK else None,
         )
         checks = {"next": 0.0}
@@ -161,9 +221,9 @@ class Worker:
             return self.store.runs.cancel_requested(run_id)
 
         execute = self.execute
-        if run.request.node:
+        if node:
             execute = functools.partial(remote.execute_on_node,
-                                        remote.configured_node(self.settings, run.request.node))
+                                        remote.configured_node(self.settings, node))
         try:
             outcome = execute(plan, sink, should_cancel)
         finally:
@@ -171,21 +231,25 @@ class Worker:
             sink.flush_within(max(STORE_RETRY_SECONDS, self.settings.lease_seconds))
         log.info("run %s: ansible-playbook ended %s (rc=%s) after %.1f s, %d events", run_id,
                  outcome.status, outcome.rc, outcome.seconds, outcome.events)
+        return outcome, sink
+
+    def _stopped(self, run: RunRecord, outcome: runner.RunnerOutcome, sink: EventSink,
+                 lease: LeaseKeeper, hand_back: threading.Event) -> Status | None:
+        """How the run ended if its playbook was stopped (a cancel, the store away, the
+        daemon stopping), or None if the playbook ran its course. Raises StaleWriterError
+        if another process took the run over meanwhile."""
         if sink.taken_over is not None:
             raise sink.taken_over
         if lease.lost.is_set():
-            raise StaleWriterError(run_id, "another process took its lease over")
-        loaded = self.store.runs.with_members(run_id)
-        assert loaded is not None
-        if outcome.cancelled and loaded[0].cancel_requested_at is None and lease.cut_off.is_set():
-            return self._hand_back(run, loaded[1], "the store was unreachable"), None
-        if outcome.cancelled and loaded[0].cancel_requested_at is None and hand_back.is_set():
-            return self._hand_back(run, loaded[1], "it is stopping"), None
-        if outcome.cancelled:
-            return self._close(run, closing.after_cancel(loaded[1], "cancelled on request"))
-        end = closing.PlaybookEnd(outcome.status, outcome.rc, outcome.stdout_tail,
-                                  stats_seen=sink.state.finished)
-        return self._close(run, closing.after_playbook(run, loaded[1], end))
+            raise StaleWriterError(run.run_id, "another process took its lease over")
+        if not outcome.cancelled:
+            return None
+        loaded = self._when_store_answers(run.run_id)
+        if loaded[0].cancel_requested_at is None and lease.cut_off.is_set():
+            return self._hand_back(run, loaded[1], "the store was unreachable")
+        if loaded[0].cancel_requested_at is None and hand_back.is_set():
+            return self._hand_back(run, loaded[1], "it is stopping")
+        return self._close(run, closing.after_cancel(loaded[1], "cancelled on request"))[0]
 
     def _close(self, run: RunRecord, how: closing.Closing) -> tuple[Status, str | None]:
         """End the run as ``how`` says; a failed deployment with ``auto_rollback`` records
@@ -237,42 +301,6 @@ class Worker:
             log.warning("could not record the failure: %s", exc)
         except Exception:
             log.exception("could not record the failure of %s", run_id)
-
-
-def _resumed_vars(run: RunRecord, members: list[RunInstanceRecord]) -> dict[str, int]:
-    """What a resumed run's playbook needs to keep the run's shape: the batch size the run
-    started with (a percentage of the remaining instances would differ) and what is left of
-    the failure budget."""
-    failed = sum(1 for m in members if m.status is Status.FAILED)
-    return {
-        "floy_batch_size": batch_sizes(run.request.batch_size, len(members))[0],
-        "floy_max_failures": max(0, run.request.max_failures - failed),
-    }
-
-
-def _set_aside(settings: Settings, run_id: str) -> bool:
-    """Move an earlier attempt's private data dir aside (runner must never reuse one, and
-    the run ID stays the marker of this attempt's processes); True if there was one."""
-    pdd = settings.runs_dir / run_id
-    if not pdd.exists():
-        return False
-    n = 1
-    while (aside := settings.runs_dir / f"{run_id}.attempt-{n}").exists():
-        n += 1
-    pdd.rename(aside)
-    return True
-
-
-def _with_member_package(
-    update: InstanceUpdate, members: dict[str, RunInstanceRecord]
-) -> InstanceUpdate:
-    member = members.get(update.instance_id)
-    if update.release is None or member is None:
-        return update
-    release = dict(update.release)
-    release["package_url"] = member.package_url or release.get("package_url", "")
-    release["sha256"] = member.package_sha256 or release.get("sha256", "")
-    return dataclasses.replace(update, release=release)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 
-from orchestrator.domain import validation
-from orchestrator.domain.batching import batch_numbers
+from orchestrator.domain import placement, validation
 from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord
 from orchestrator.domain.request import RunRequest
 from orchestrator.engine.reaper import UNCLAIMED_GRACE_SECONDS, lost_reason
@@ -30,10 +30,11 @@ STALE_NOTE = ("closing: the next floy worker, or the next command that needs its
               "instances, closes it and probes its instances")
 
 
-def deploy_request(params: DeployParams) -> RunRequest:
-    """What a deployment was asked to do, as recorded with its run."""
+def deploy_request(params: DeployParams, nodes: tuple[str, ...] = ()) -> RunRequest:
+    """What a deployment was asked to do, as recorded with its run (``nodes``: each
+    instance's execution node, when they are grouped by label)."""
     return RunRequest(
-        instances=params.instances, package_url=params.package_url,
+        instances=params.instances, nodes=nodes, package_url=params.package_url,
         package_sha256=params.package_sha256, timeout=params.timeout,
         retry_count=params.retry_count, batch_size=params.batch_size,
         max_failures=params.max_failures, auto_rollback=params.auto_rollback,
@@ -65,7 +66,8 @@ class Deployments:
         ctx = self.ctx
         params = validation.validate_deploy_params(params, ctx.settings.allowed_package_hosts,
                                                    frozenset(ctx.settings.nodes))
-        request = deploy_request(params)
+        params, nodes, group_sizes = self._placed(params)
+        request = deploy_request(params, nodes)
         existing = ctx.idempotent(params.deploy_id, RunKind.DEPLOY, params.service,
                                   params.version, request)
         if existing is not None:
@@ -83,7 +85,7 @@ class Deployments:
             created_at=now,
             updated_at=now,
         )
-        batches = batch_numbers(params.batch_size, len(params.instances))
+        batches = placement.group_batch_numbers(params.batch_size, group_sizes)
         members = [
             RunInstanceRecord(
                 run_id=run.run_id,
@@ -98,6 +100,23 @@ class Deployments:
             for position, instance_id in enumerate(params.instances)
         ]
         return deploy_result(ctx.record_and_submit(run, members))
+
+    def _placed(self, params: DeployParams) -> tuple[DeployParams, tuple[str, ...], list[int]]:
+        """A run not pinned to a node, whose instances carry ``execution_node`` labels,
+        plays them group by group (:mod:`orchestrator.domain.placement`): the request with
+        its instances in that order, each one's node, and the groups' sizes."""
+        if params.node:
+            return params, (), [len(params.instances)]
+        known = self.ctx.store.instances.get(params.instances)
+        labels = placement.labels_of(params.instances,
+                                     {i: r.metadata for i, r in known.items()},
+                                     frozenset(self.ctx.settings.nodes))
+        groups = placement.grouped(params.instances, labels)
+        if not labels:
+            return params, (), [len(params.instances)]
+        ordered = tuple(i for _, ids in groups for i in ids)
+        nodes = tuple(label for label, ids in groups for _ in ids)
+        return replace(params, instances=ordered), nodes, [len(ids) for _, ids in groups]
 
     def get_deployment_status(self, deploy_id: str) -> DeployStatus:
         """Status of a deployment or rollback run, with one entry per instance.

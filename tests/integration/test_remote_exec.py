@@ -26,13 +26,15 @@ import pytest
 from orchestrator.ansible import plan as planning
 from orchestrator.ansible import runner
 from orchestrator.ansible.plan import RunPlan
+from orchestrator.ansible.probe import probe_instances
 from orchestrator.ansible.remote import NODE_RUNS_DIR, Node, execute_on_node
 from orchestrator.domain.events import FoldState, RunnerEvent
+from orchestrator.domain.placement import NODE_LABEL
 from orchestrator.domain.records import RunInstanceRecord
 from orchestrator.engine.executors import InlineExecutor
 from orchestrator.engine.ingest import EventSink
 from orchestrator.errors import ConfigError, ValidationError
-from orchestrator.models import DeployParams, Status
+from orchestrator.models import DeployParams, InstanceSpec, Status
 from orchestrator.settings import REPO_ROOT
 from sample.packages import free_port
 from tests.helpers.floyenv import FloyEnv
@@ -500,3 +502,152 @@ def test_a_lost_worker_s_run_is_stopped_on_its_node_by_the_reaper(
     wait_until(lambda: not tagged(run_id), 30, "nothing of the run left")
     assert hanging(env, ids[0]) == []
     assert not (HOME / NODE_RUNS_DIR / run_id).exists()
+
+
+# -- 7. instances grouped by their execution_node label --------------------------------------
+
+
+def register_labelled(env: FloyEnv, labels: list[str]) -> list[str]:
+    """Register one instance per label (``""``: unlabelled); returns their IDs."""
+    ids = []
+    for n, label in enumerate(labels, start=1):
+        instance_id = unique(f"lbl{n}")
+        port = free_port()
+        env.service.register_instances([InstanceSpec(
+            instance_id, "hello", "127.0.0.1", port,
+            {"zone": "test", **({NODE_LABEL: label} if label else {})})])
+        env.ports[instance_id] = port
+        ids.append(instance_id)
+    return ids
+
+
+def test_labelled_instances_play_on_their_node_group_by_group(
+        floy_env: FloyEnv, node: Node, sshd: Sshd, caplog: pytest.LogCaptureFixture) -> None:
+    """Two instances labelled for the node and one unlabelled, interleaved: the node's group
+    plays first (its first instance came first), on the node, then the worker's own; the
+    batches keep the run's size and their numbers go on across the groups."""
+    env = with_nodes(floy_env, **{"node-1": node})
+    ids = register_labelled(env, ["node-1", "", "node-1"])
+    run_id = unique("grp")
+    url, sha = env.packages["2.0.0"]
+    before = sshd.publickey_logins()
+    with caplog.at_level(logging.INFO, logger="orchestrator.engine.worker"):
+        env.service.execute_deployment(DeployParams(
+            service="hello", version="2.0.0", instances=tuple(ids), package_url=url,
+            package_sha256=sha, deploy_id=run_id, batch_size="1"))
+    status = env.service.get_deployment_status(run_id)
+    assert status.status is Status.COMPLETED, status.error_message
+    assert [(i.instance_id, i.batch, i.status) for i in status.instances] == [
+        (ids[0], 1, Status.COMPLETED), (ids[2], 2, Status.COMPLETED),
+        (ids[1], 3, Status.COMPLETED)]
+    assert [env.current(i) for i in ids] == ["2.0.0"] * 3
+    assert sshd.publickey_logins() > before, "the labelled group ran through the node"
+    groups = [r.getMessage() for r in caplog.records if ": group " in r.getMessage()]
+    assert groups == [f"run {run_id}: group 1 of 2, 2 instance(s) on node node-1",
+                      f"run {run_id}: group 2 of 2, 1 instance(s) on this worker"], groups
+    run = env.store.runs.get(run_id)
+    assert run is not None and run.request.nodes == ("node-1", "node-1", "")
+
+
+def test_the_failure_budget_spans_the_groups(floy_env: FloyEnv, node: Node) -> None:
+    """max_failures 1: the node's group spends it with its one instance, so the worker's
+    group starts with none left: its first failure stops it, its second instance is never
+    started (a budget per group would have run it)."""
+    env = with_nodes(floy_env, **{"node-1": node})
+    ids = register_labelled(env, ["node-1", "", ""])
+    run_id = unique("grpfail")
+    url, sha = env.packages["9.0.0-crash"]
+    env.service.execute_deployment(DeployParams(
+        service="hello", version="9.0.0", instances=tuple(ids), package_url=url,
+        package_sha256=sha, deploy_id=run_id, batch_size="1", retry_count=0,
+        max_failures=1))
+    status = env.service.get_deployment_status(run_id)
+    assert status.status is Status.FAILED
+    first, second, third = status.instances
+    assert (first.status, second.status) == (Status.FAILED, Status.FAILED), status
+    assert third.status is Status.CANCELLED, third
+    assert "failure budget exhausted" in third.error_message, third
+    assert env.current(ids[2]) is None, "never started"
+
+
+def test_a_label_naming_no_configured_node_is_refused_naming_the_instance(
+        floy_env: FloyEnv, node: Node) -> None:
+    env = with_nodes(floy_env, **{"node-1": node})
+    ids = register_labelled(env, ["", "node-9"])
+    url, sha = env.packages["2.0.0"]
+    with pytest.raises(ValidationError) as err:
+        env.service.execute_deployment(DeployParams(
+            service="hello", version="2.0.0", instances=tuple(ids), package_url=url,
+            package_sha256=sha, deploy_id="bad-label"))
+    assert err.value.field == "instances[1]", err.value
+    assert "'node-9', which is not a configured execution node (configured: node-1)" in str(
+        err.value)
+    assert env.store.runs.get("bad-label") is None, "nothing stored"
+
+
+def test_a_pinned_run_ignores_the_labels(floy_env: FloyEnv, node: Node) -> None:
+    env = with_nodes(floy_env, **{"node-1": node})
+    ids = register_labelled(env, ["node-9", ""])  # node-9 is not configured: not looked at
+    url, sha = env.packages["2.0.0"]
+    run_id = unique("pinlbl")
+    env.service.execute_deployment(DeployParams(
+        service="hello", version="2.0.0", instances=tuple(ids), package_url=url,
+        package_sha256=sha, deploy_id=run_id, node="node-1"))
+    status = env.service.get_deployment_status(run_id)
+    assert status.status is Status.COMPLETED, status.error_message
+    run = env.store.runs.get(run_id)
+    assert run is not None and run.request.nodes == () and run.request.node == "node-1"
+
+
+def test_an_automatic_rollback_plays_where_its_deployment_did(
+        floy_env: FloyEnv, node: Node) -> None:
+    """Two instances on the node switch, a third on the worker is unreachable: the
+    automatic rollback of the two is recorded for the node and plays there."""
+    env = with_nodes(floy_env, **{"node-1": node})
+    ids = register_labelled(env, ["node-1", "node-1"])
+    url, sha = env.packages["1.0.0"]
+    first = unique("grpok")
+    env.service.execute_deployment(DeployParams(
+        service="hello", version="1.0.0", instances=tuple(ids), package_url=url,
+        package_sha256=sha, deploy_id=first, batch_size="2"))
+    assert env.service.get_deployment_status(first).status is Status.COMPLETED
+    gone = unique("gone")
+    env.store.instances.add([InstanceSpec(gone, "hello", "127.0.0.1", free_port(), {})])
+    host_vars = env.settings.inventory_dir / "host_vars"
+    host_vars.mkdir(exist_ok=True)
+    (host_vars / f"{gone}.yml").write_text(json.dumps(
+        {"ansible_connection": "ssh", "ansible_port": 9, "ansible_host": "127.0.0.1"}))
+    url, sha = env.packages["2.0.0"]
+    run_id = unique("grpauto")
+    env.service.execute_deployment(DeployParams(
+        service="hello", version="2.0.0", instances=(*ids, gone), package_url=url,
+        package_sha256=sha, deploy_id=run_id, batch_size="1", retry_count=0,
+        max_failures=1, auto_rollback=True))
+    status = env.service.get_deployment_status(run_id)
+    assert status.status is Status.FAILED and status.rollback_id, status
+    rollback = env.service.get_deployment_status(status.rollback_id)
+    assert rollback.status is Status.COMPLETED, rollback.error_message
+    run = env.store.runs.get(status.rollback_id)
+    assert run is not None and run.request.nodes == ("node-1", "node-1"), run.request
+    assert [env.current(i) for i in ids] == ["1.0.0", "1.0.0"]
+
+
+def test_a_probe_reads_the_instances_through_the_node_their_run_played_on(
+        floy_env: FloyEnv, node: Node, sshd: Sshd) -> None:
+    """The closing and the reaper probe an instance from where its run played it: through
+    the node (a new ssh session to it); an unreachable node reads nothing, and says so."""
+    env = with_nodes(floy_env, **{"node-1": node})
+    ids = register_labelled(env, ["node-1"])
+    url, sha = env.packages["2.0.0"]
+    env.service.execute_deployment(DeployParams(
+        service="hello", version="2.0.0", instances=tuple(ids), package_url=url,
+        package_sha256=sha, deploy_id=unique("prb")))
+    record = env.store.instances.get(ids)[ids[0]]
+    before = sshd.publickey_logins()
+    seen = probe_instances(env.settings, "hello", [record], node="node-1")
+    assert seen[ids[0]].reachable and seen[ids[0]].current_version == "2.0.0", seen
+    assert sshd.publickey_logins() > before, "the probe ran through the node"
+    dead = dataclasses.replace(env.settings, nodes={"node-1": {
+        **env.settings.nodes["node-1"], "port": free_port()}})
+    seen = probe_instances(dead, "hello", [record], node="node-1")
+    assert not seen[ids[0]].reachable and seen[ids[0]].current_version == "", seen
