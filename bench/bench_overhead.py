@@ -47,7 +47,7 @@ def deploy(fleet: Fleet, variant: str, version: str, run_id: str,
         queue.execute_deployment(DeployParams(
             service="hello", version=version, instances=tuple(fleet.ids), package_url=url,
             package_sha256=sha, deploy_id=run_id, batch_size=str(n)))
-        wait_for(queue, run_id, poll=0.02)
+        wait_for(queue, run_id, poll=0.2)  # as `floy deploy` follows a run
         result = Measured(0, time.monotonic() - began, float("nan"), "")
         if queue.get_deployment_status(run_id).status is not Status.COMPLETED:
             raise RuntimeError(f"daemon run {run_id} did not complete")
