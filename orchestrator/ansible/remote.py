@@ -24,16 +24,16 @@ ansible-runner, a POSIX shell and GNU grep (any Linux distribution), nothing fro
 
 **Cancel and no orphans.** Every process of the run on the node, the worker included,
 carries ``FLOY_RUN_ID`` in its environment, as local ones do. A cancel opens a *second* ssh
-session running :data:`STOP_SCRIPT`: it SIGTERMs the run's ansible-playbook (found by its
-extra vars file in argv; it forwards the signal to its forks, and floy_release cleans up),
-waits up to the grace period for every tagged process to exit, SIGKILLs the rest and
-removes the run's directory. A second session rather than a wrapper in its own process
-group, because since ansible-core 2.19 each fork runs in a session of its own (DESIGN.md
-section 6), so no process group holds the run, and because it works whatever happened to
-the first session: the ssh client killed, the connection lost, or the controller gone (a
-reaper can call :func:`stop_on_node`). Signalling the worker instead would not do: runner
-answers SIGTERM by SIGKILLing ansible-playbook's group at once. The same stop runs after
-any run whose stream ended without runner's final status.
+session running :data:`~orchestrator.ansible.nodes.STOP_SCRIPT`: it SIGTERMs the run's
+ansible-playbook (found by its extra vars file in argv; it forwards the signal to its forks,
+and floy_release cleans up), waits up to the grace period for every tagged process to exit,
+SIGKILLs the rest and removes the run's directory. A second session rather than a wrapper in
+its own process group, because since ansible-core 2.19 each fork runs in a session of its
+own (DESIGN.md section 6), so no process group holds the run, and because it works whatever
+happened to the first session: the ssh client killed, the connection lost, or the controller
+gone (a reaper can call :func:`stop_on_node`). Signalling the worker instead would not do:
+runner answers SIGTERM by SIGKILLing ansible-playbook's group at once. The same stop runs
+after any run whose stream ended without runner's final status.
 
 An unreachable node (ssh exits 255 before the worker said anything) ends ``error`` with
 ``unreachable: node <name>: <ssh's reason>`` and no events; connecting is bounded
@@ -45,22 +45,27 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import queue
-import re
-import shlex
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
 
+from orchestrator.ansible.nodes import (
+    CONNECT_TIMEOUT_SECONDS,
+    NODE_RUNS_DIR,
+    Node,
+    configured_node,
+    ssh_command,
+    stop_command,
+    worker_command,
+)
 from orchestrator.ansible.plan import RunPlan
 from orchestrator.ansible.runner import (
     CANCEL_GRACE_SECONDS,
@@ -70,16 +75,13 @@ from orchestrator.ansible.runner import (
     stdout_tail,
 )
 from orchestrator.domain.events import RunnerEvent
-from orchestrator.errors import ConfigError, ExecutionError
-from orchestrator.settings import Settings
+from orchestrator.errors import ExecutionError
 
 log = logging.getLogger(__name__)
 
-#: Where the worker unpacks a run on the node, relative to the login directory.
-NODE_RUNS_DIR = ".floy-node/runs"
-CONNECT_TIMEOUT_SECONDS = 10
-#: ssh drops a connection after this many seconds without an answer from the node, x3.
-ALIVE_INTERVAL_SECONDS = 5
+__all__ = ["NODE_RUNS_DIR", "UNREACHABLE_NODE", "Node", "configured_node", "execute_on_node",
+           "stop_on_node"]
+
 #: After the grace period, a cancelled run's stream gets this long before ssh is hung up.
 HANGUP_MARGIN_SECONDS = 5.0
 #: A run still streaming this long after a stop finished (the stop came before the run's
@@ -92,162 +94,6 @@ FINAL_STATUSES = frozenset({"successful", "failed", "canceled", "timeout"})
 RUNNER_SETTINGS = MappingProxyType(
     {"pexpect_timeout": CANCEL_POLL_SECONDS, "suppress_ansible_output": True})
 _COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_DESTINATION = re.compile(r"(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9_:][A-Za-z0-9._:-]*")
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-# Runs on the node as `sh -c STOP_SCRIPT floy-stop TAG MARKER GRACE DIR`. TAG and MARKER are
-# EREs over NUL-separated /proc entries: every punctuation character is bracketed
-# (_ere), so they never match their own text in this script's or grep's argv.
-STOP_SCRIPT = r"""
-set -u
-tag=$1 marker=$2 grace=$3 dir=$4
-found() {  # PIDs of live processes with an entry of /proc/PID/$1 matching $2
-    for f in $(grep -lszE -- "$2" /proc/[0-9]*/"$1"); do f=${f#/proc/}; echo "${f%%/*}"; done
-}
-termed=" "
-end=$(( $(date +%s) + grace ))
-while :; do
-    # SIGTERM ansible-playbook: the marked process whose parent is not marked (its forks
-    # share its argv and get the signal from it). Once, and again for each newcomer.
-    marked=" $(echo $(found cmdline "$marker")) "
-    for p in $marked; do
-        case $termed in *" $p "*) continue;; esac
-        { read -r stat < "/proc/$p/stat"; } 2>/dev/null || continue
-        set -- ${stat##*) }
-        case $marked in *" $2 "*) continue;; esac
-        kill -TERM "$p" 2>/dev/null && termed="$termed$p "
-    done
-    # until every tagged process (worker, modules cleaning up) is gone, or the grace is up
-    [ -z "$(found environ "$tag")" ] && break
-    [ "$(date +%s)" -ge "$end" ] && break
-    sleep 0.2
-done
-left=$(found environ "$tag")
-[ -n "$left" ] && kill -KILL $left 2>/dev/null
-rm -rf -- "$dir"
-echo "terminated $(echo $termed | wc -w) killed $(echo $left | wc -w)"
-"""
-
-
-@dataclass(frozen=True)
-class Node:
-    """An execution node: where ansible-runner runs the playbook, reached over ssh."""
-
-    name: str
-    destination: str  # user@host, as ssh takes it
-    identity_file: Path
-    known_hosts: Path  # the node's host key: checked strictly
-    port: int = 22
-    runner_command: str = "ansible-runner"
-    env: Mapping[str, str] = field(default_factory=dict)  # for the worker on the node
-
-    def __post_init__(self) -> None:
-        for key in ("identity_file", "known_hosts"):
-            value = getattr(self, key)
-            if isinstance(value, str | Path):
-                object.__setattr__(self, key, Path(value))
-        for key, value, ok, expected in self._checks():
-            if not ok:
-                raise ConfigError(f"node {self.name!r}: {key}: expected {expected}, "
-                                  f"got {value!r}")
-
-    def _checks(self) -> list[tuple[str, object, bool, str]]:
-        """(field, value, whether it is valid, what is expected) for every field."""
-        def path_ok(value: object) -> bool:
-            return isinstance(value, Path) and value.is_absolute()
-
-        checks: list[tuple[str, object, bool, str]] = [
-            ("name", self.name, isinstance(self.name, str) and bool(_NAME.fullmatch(self.name)),
-             "letters, digits, '.', '_' and '-', starting with a letter or digit"),
-            ("destination", self.destination, isinstance(self.destination, str)
-             and bool(_DESTINATION.fullmatch(self.destination)), "[user@]host, no spaces"),
-            ("port", self.port, type(self.port) is int and 0 < self.port < 65536,
-             "a TCP port, 1-65535"),
-            ("identity_file", self.identity_file, path_ok(self.identity_file),
-             "an absolute path"),
-            ("known_hosts", self.known_hosts, path_ok(self.known_hosts), "an absolute path"),
-            ("runner_command", self.runner_command, _words(self.runner_command) is not None,
-             "a command line"),
-            ("env", self.env, isinstance(self.env, Mapping), "a mapping"),
-        ]
-        for key, value in (self.env.items() if isinstance(self.env, Mapping) else ()):
-            checks.append((f"env.{key}", value, isinstance(key, str)
-                           and bool(_ENV_KEY.fullmatch(key)) and key != "FLOY_RUN_ID"
-                           and isinstance(value, str) and "\0" not in value
-                           and "\n" not in value,
-                           "a variable name other than FLOY_RUN_ID with a one-line value"))
-        return checks
-
-    def check_files(self) -> None:
-        """ConfigError naming the field unless the key and known_hosts files exist."""
-        for key in ("identity_file", "known_hosts"):
-            if not getattr(self, key).is_file():
-                raise ConfigError(f"node {self.name!r}: {key}: {getattr(self, key)} is not "
-                                  "a file")
-
-
-def _words(command: object) -> list[str] | None:
-    try:
-        words = shlex.split(command) if isinstance(command, str) and "\n" not in command else []
-    except ValueError:
-        return None
-    return words or None
-
-
-def node_dir(run_id: str) -> str:
-    """The run's private data dir on the node, relative to the login directory."""
-    return posixpath.join(NODE_RUNS_DIR, run_id)
-
-
-def ssh_command(node: Node, remote: str) -> list[str]:
-    """ssh running ``remote`` on the node: keys only, the node's known_hosts only, bounded."""
-    options = {
-        "BatchMode": "yes",
-        "StrictHostKeyChecking": "yes",
-        "UserKnownHostsFile": str(node.known_hosts),
-        "GlobalKnownHostsFile": "/dev/null",
-        "IdentitiesOnly": "yes",
-        "ConnectTimeout": str(CONNECT_TIMEOUT_SECONDS),
-        "ServerAliveInterval": str(ALIVE_INTERVAL_SECONDS),
-        "ServerAliveCountMax": "3",
-        "ControlMaster": "no",
-        "ControlPath": "none",
-        "LogLevel": "ERROR",
-    }
-    argv = ["ssh", "-T", "-p", str(node.port), "-i", str(node.identity_file)]
-    for key, value in options.items():
-        argv += ["-o", f"{key}={value}"]
-    return [*argv, "--", node.destination, remote]
-
-
-def worker_command(node: Node, run_id: str) -> str:
-    """The node's shell line starting ``ansible-runner worker`` for ``run_id``, tagged."""
-    words = _words(node.runner_command) or ["ansible-runner"]
-    assignments = []
-    if posixpath.isabs(words[0]):  # its ansible-playbook is beside it, as in a virtualenv
-        assignments.append(f'PATH={shlex.quote(posixpath.dirname(words[0]))}:"$PATH"')
-    assignments += [f"{key}={shlex.quote(value)}" for key, value in node.env.items()]
-    assignments.append(f"FLOY_RUN_ID={shlex.quote(run_id)}")
-    worker = [*words, "worker", "--private-data-dir", node_dir(run_id), "--delete"]
-    return " ".join(["exec", "env", *assignments, shlex.join(worker)])
-
-
-def _ere(text: str) -> str:
-    """An ERE matching ``text`` literally, punctuation bracketed (see STOP_SCRIPT)."""
-    if not re.fullmatch(r"[A-Za-z0-9._+/=@:-]+", text):
-        raise ExecutionError(f"cannot match {text!r} on the node")
-    return "".join(c if c.isalnum() else f"[{c}]" for c in text)
-
-
-def stop_command(run_id: str, grace: float) -> str:
-    """The node's shell line stopping every process of ``run_id`` (STOP_SCRIPT)."""
-    tag = f"^{_ere('FLOY_RUN_ID=' + run_id)}$"
-    marker = f"{_ere('/' + node_dir(run_id) + '/env/extravars')}$"
-    seconds = str(max(1, round(grace)))
-    return shlex.join(["sh", "-c", STOP_SCRIPT, "floy-stop", tag, marker, seconds,
-                       node_dir(run_id)])
 
 
 def node_envvars(plan: RunPlan) -> dict[str, str]:
@@ -401,8 +247,9 @@ class _Link:
 
 
 class _Stopper:
-    """Cancel on the node: :data:`STOP_SCRIPT` over a second ssh session, started when
-    ``should_cancel`` says so, repeated while the run goes on, hung up after the grace."""
+    """Cancel on the node: :data:`~orchestrator.ansible.nodes.STOP_SCRIPT` over a second ssh
+    session, started when ``should_cancel`` says so, repeated while the run goes on, hung up
+    after the grace."""
 
     def __init__(self, node: Node, run_id: str, should_cancel: Callable[[], bool],
                  grace: float) -> None:
@@ -539,21 +386,3 @@ def _read_rc(path: Path) -> int | None:
 
 #: The start of a node-unreachable outcome's ``stdout_tail`` (and of its instances' errors).
 UNREACHABLE_NODE = "unreachable: node "
-
-
-def configured_node(settings: Settings, name: str) -> Node:
-    """The execution node ``name`` of the settings' ``nodes:``; ConfigError naming the node
-    and the key if it is not configured or its definition is wrong."""
-    entry = settings.nodes.get(name)
-    if entry is None:
-        known = ", ".join(sorted(settings.nodes)) or "none"
-        raise ConfigError(f"execution node {name!r} is not configured under nodes: in "
-                          f"config.yml (configured: {known})")
-    return Node(
-        name=name,
-        destination=entry["destination"],
-        identity_file=Path(entry["identity_file"]),
-        known_hosts=Path(entry["known_hosts"]),
-        port=entry.get("port", 22),
-        runner_command=entry.get("runner_command", "ansible-runner"),
-    )
