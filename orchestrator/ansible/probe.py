@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from orchestrator.ansible import runner
+from orchestrator.ansible import remote, runner
 from orchestrator.ansible.plan import bake_probe
 from orchestrator.domain.events import RunnerEvent
 from orchestrator.domain.records import InstanceRecord, Observation
@@ -100,8 +100,6 @@ def probe_instances(
     if not instances:
         return {}
     if node:
-        from orchestrator.ansible import remote  # remote builds on this module's siblings
-
         execute = functools.partial(remote.execute_on_node,
                                     remote.configured_node(settings, node))
     plan = bake_probe(settings, f"probe-{service}-{uuid.uuid4().hex[:12]}", service, instances)

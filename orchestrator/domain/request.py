@@ -43,10 +43,11 @@ class RunRequest:
                              f"{len(self.instances)} instances")
 
     def node_of(self, instance_id: str) -> str:
-        """The execution node that plays ``instance_id``'s part ("": the worker itself)."""
-        if self.node or not self.nodes:
+        """The execution node that plays ``instance_id``'s part ("": the worker itself);
+        ``node`` for an instance the request does not list."""
+        if self.node or instance_id not in self.instances:
             return self.node
-        return self.nodes[self.instances.index(instance_id)]
+        return self.nodes[self.instances.index(instance_id)] if self.nodes else ""
 
     def all_nodes(self) -> list[str]:
         """Every execution node this run's playbooks run on, in first-use order."""

@@ -48,13 +48,10 @@ def _probe(probe: Probe, run: RunRecord,
            instances: Sequence[InstanceRecord]) -> dict[str, Observation]:
     by_node: dict[str, list[InstanceRecord]] = {}
     for instance in instances:
-        by_node.setdefault(run.request.node_of(instance.instance_id)
-                           if instance.instance_id in run.request.instances
-                           else run.request.node, []).append(instance)
+        by_node.setdefault(run.request.node_of(instance.instance_id), []).append(instance)
     seen: dict[str, Observation] = {}
     for node, group in by_node.items():
-        seen.update(probe(run.service, group, node=node) if node
-                    else probe(run.service, group))
+        seen.update(probe(run.service, group, node=node))
     return seen
 
 

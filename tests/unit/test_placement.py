@@ -58,8 +58,10 @@ def test_a_request_records_its_instances_nodes() -> None:
     assert again == request
     assert [again.node_of(i) for i in ("a", "b", "c")] == ["dc1", "", "dc1"]
     assert again.all_nodes() == ["dc1"]
+    assert again.node_of("zz") == "", "an instance it does not list plays where node says"
     pinned = RunRequest(("a",), node="dc2")
     assert pinned.node_of("a") == "dc2" and pinned.all_nodes() == ["dc2"]
+    assert pinned.node_of("zz") == "dc2"
     old = {"instances": ["a"], "package_url": "", "node": ""}  # written before nodes existed
     assert RunRequest.from_json(old).nodes == ()
 
