@@ -20,6 +20,13 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresq
 # Network namespaces, veth pairs and tc for the network-fault tier
 # (tests/integration/test_network_faults.py): ip and tc.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The Go toolchain for the Go client's tests (tests/integration/test_go_client.py: go vet,
+# go test of clients/go, and its example program against a real `floy serve`).
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+# A headless browser and its WebDriver for the dashboard test
+# (tests/integration/test_dashboard.py, selenium): chromium and chromedriver.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get"

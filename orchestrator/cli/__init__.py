@@ -22,7 +22,9 @@ from orchestrator.cli import (
     reap,
     refresh,
     rollback,
+    serve,
     status,
+    token,
     versions,
     worker,
 )
@@ -31,7 +33,7 @@ from orchestrator.errors import ExitCode, FloyError
 
 for _verb in (deploy.deploy, status.status, cancel.cancel, rollback.rollback,
               history.history, refresh.refresh, versions.versions, instances.instances,
-              reap.reap, worker.worker, worker.workers):
+              reap.reap, worker.worker, worker.workers, serve.serve, token.token):
     cli.add_command(_verb)
 
 __all__ = ["cli", "main"]

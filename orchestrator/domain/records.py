@@ -116,11 +116,13 @@ class RunSummary:
     parent_run_id: str | None
     rollback_run_id: str | None
     error_message: str
+    service: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (times RFC 3339 UTC)."""
         return {
             "run_id": self.run_id,
+            "service": self.service,
             "kind": self.kind,
             "version": self.version,
             "status": self.status.value,
@@ -134,6 +136,63 @@ class RunSummary:
             "parent_run_id": self.parent_run_id or "",
             "rollback_id": self.rollback_run_id or "",
             "error_message": self.error_message,
+        }
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One mutating call in the audit trail: who did what to which subject, when."""
+
+    at: datetime
+    actor: str
+    action: str
+    service: str
+    subject: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the time RFC 3339 UTC)."""
+        return {"at": format_time(self.at), "actor": self.actor, "action": self.action,
+                "subject": self.subject, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class HeartbeatRecord:
+    """What a heartbeat changed: the instance's record and whether it now shows drift."""
+
+    instance_id: str
+    service: str
+    version: str
+    recorded_version: str
+    last_heartbeat: datetime
+    drift: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the time RFC 3339 UTC)."""
+        return {"instance_id": self.instance_id, "version": self.version,
+                "recorded_version": self.recorded_version,
+                "last_heartbeat": format_time(self.last_heartbeat), "drift": self.drift}
+
+
+@dataclass(frozen=True)
+class ServiceOverview:
+    """One service at a glance: its version distribution, drift and newest heartbeat."""
+
+    service: str
+    version_summary: dict[str, int]
+    drift: tuple[InstanceRecord, ...]
+    last_heartbeat: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (times RFC 3339 UTC)."""
+        return {
+            "service": self.service,
+            "total_instances": sum(self.version_summary.values()),
+            "version_summary": dict(self.version_summary),
+            "drift": [{"instance_id": r.instance_id, "version": r.version,
+                       "observed_version": r.observed_version or "",
+                       "observed_at": _t(r.observed_at)} for r in self.drift],
+            "last_heartbeat": _t(self.last_heartbeat),
         }
 
 

@@ -10,13 +10,21 @@ is the thin facade over them. It never imports click or ansible_runner.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.ansible.importer import DEFAULT_TIMEOUT
-from orchestrator.domain.records import RunSummary, VersionCheck, WorkerRecord
+from orchestrator.domain.records import (
+    ActionRecord,
+    HeartbeatRecord,
+    RunSummary,
+    ServiceOverview,
+    VersionCheck,
+    WorkerRecord,
+)
 from orchestrator.engine import Executor
 from orchestrator.models import (
     BatchRollbackParams,
@@ -84,12 +92,24 @@ class FloyDeployService:
         settings: Settings,
         clock: Clock = utcnow,
     ) -> None:
-        self.ctx = ServiceContext(logger, executor, database, settings, clock)
-        self.deployments = Deployments(self.ctx)
-        self.versions = Versions(self.ctx)
-        self.rollbacks = Rollbacks(self.ctx, self.deployments)
-        self.registry = Registry(self.ctx)
-        self.audit = Audit(self.ctx)
+        self._compose(ServiceContext(logger, executor, database, settings, clock))
+
+    def _compose(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.deployments = Deployments(ctx)
+        self.versions = Versions(ctx)
+        self.rollbacks = Rollbacks(ctx, self.deployments)
+        self.registry = Registry(ctx)
+        self.audit = Audit(ctx)
+
+    def acting_as(self, actor: str) -> FloyDeployService:
+        """The same service (same store, executor and settings) recording ``actor`` as the
+        caller of what it creates, instead of this process's OS user: the HTTP API makes
+        one per request, naming the request's token."""
+        other = FloyDeployService.__new__(FloyDeployService)
+        other._compose(dataclasses.replace(self.ctx, actor=actor))
+        other.cancel_wait_seconds = self.cancel_wait_seconds
+        return other
 
     @property
     def store(self) -> Store:
@@ -149,6 +169,25 @@ class FloyDeployService:
     def history(self, service: str, limit: int = 50) -> list[RunSummary]:
         """Deployments and rollbacks of ``service``, newest first (the audit trail)."""
         return self.audit.history(service, limit)
+
+    def actions(self, service: str, limit: int = 50) -> list[ActionRecord]:
+        """Who did what to ``service`` (deploy, rollback, cancel, register, drift), newest
+        first."""
+        return self.audit.actions(service, limit)
+
+    def runs(self, service: str = "", *, active: bool = False, limit: int = 50
+             ) -> list[RunSummary]:
+        """Newest runs of ``service`` or of every service; ``active``: unfinished only."""
+        return self.audit.runs(service, active=active, limit=limit)
+
+    def services(self) -> list[ServiceOverview]:
+        """Every service with its version distribution, drift and newest heartbeat."""
+        return self.versions.services()
+
+    def heartbeat(self, instance_id: str, version: str) -> HeartbeatRecord:
+        """Record an instance's heartbeat and the version it says it runs (drift when it
+        differs from the record, which it never overwrites)."""
+        return self.registry.heartbeat(instance_id, version)
 
     def reap_stale_runs(self) -> list[str]:
         """Close every run whose worker is gone (what each worker does at its start);

@@ -12,6 +12,7 @@ from orchestrator.domain.request import RunRequest
 from orchestrator.engine import Executor
 from orchestrator.engine.reaper import Reaper
 from orchestrator.errors import ConflictError, ValidationError
+from orchestrator.service.ids import caller
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -28,6 +29,17 @@ class ServiceContext:
     store: Store
     settings: Settings
     clock: Clock
+    #: Who is asking, as recorded in runs and the audit trail: "" for the OS user of this
+    #: process (the CLI, the Python API), ``token:<name>`` for an HTTP caller.
+    actor: str = ""
+
+    def who(self) -> str:
+        """The caller recorded with what this context creates."""
+        return self.actor or caller()
+
+    def audit(self, action: str, service: str = "", subject: str = "", detail: str = "") -> None:
+        """Record a mutating call in the audit trail, by :meth:`who`."""
+        self.store.actions.record(self.who(), action, service, subject, detail)
 
     @property
     def reaper(self) -> Reaper:

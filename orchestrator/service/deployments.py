@@ -20,7 +20,6 @@ from orchestrator.models import (
     Status,
 )
 from orchestrator.service.context import ServiceContext
-from orchestrator.service.ids import caller
 from orchestrator.timefmt import parse_time
 
 _STATUSES = {s.value: s for s in Status}
@@ -81,7 +80,7 @@ class Deployments:
             version=params.version,
             status=Status.PENDING,
             request=request,
-            created_by=caller(),
+            created_by=ctx.who(),
             created_at=now,
             updated_at=now,
         )
@@ -178,7 +177,7 @@ class Deployments:
                 f"run {deploy_id} already finished ({run.status.value}); nothing to cancel",
                 key=deploy_id,
             )
-        ctx.store.runs.request_cancel(deploy_id)
+        ctx.store.runs.request_cancel(deploy_id, actor=ctx.who())
         ctx.logger.info("cancel of %s requested", deploy_id)
         if run.lease_owner is None:
             ctx.executor.close_unclaimed(deploy_id)

@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.ansible.importer import DEFAULT_TIMEOUT, read_inventory_group
+from orchestrator.domain import validation
+from orchestrator.domain.records import HeartbeatRecord
 from orchestrator.domain.validation import validate_instance_spec
+from orchestrator.errors import NotFoundError
 from orchestrator.models import InstanceSpec
 from orchestrator.service.context import ServiceContext
 
@@ -24,7 +27,33 @@ class Registry:
         registered is a conflict unless ``replace``. Returns the specs as stored."""
         checked = [validate_instance_spec(s) for s in specs]
         self.ctx.store.instances.add(checked, replace=replace)
+        self._audit_registered(checked, "register")
         return checked
+
+    def _audit_registered(self, specs: Sequence[InstanceSpec], action: str) -> None:
+        for service in sorted({s.service for s in specs}):
+            ids = [s.instance_id for s in specs if s.service == service]
+            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            self.ctx.audit(action, service, ids[0] if len(ids) == 1 else "", shown)
+
+    def heartbeat(self, instance_id: str, version: str) -> HeartbeatRecord:
+        """An instance reports the version it runs: ``last_heartbeat`` becomes now; a
+        version other than the recorded one is drift, kept next to the record (as ``floy
+        refresh`` keeps what a probe read) and recorded in the audit trail when it starts."""
+        instance_id = validation.validate_name("instance_id", instance_id)
+        version = validation.validate_name("version", version)
+        before = self.ctx.store.instances.get([instance_id]).get(instance_id)
+        record = self.ctx.store.instances.heartbeat(instance_id, version)
+        if before is None or record is None:
+            raise NotFoundError("instance", instance_id)
+        if record.drift and before.observed_version != version:
+            self.ctx.audit("drift", record.service, instance_id,
+                           f"heartbeat reports {version}, the record says "
+                           f"{record.version or '(none)'}")
+        assert record.last_heartbeat is not None
+        return HeartbeatRecord(instance_id=instance_id, service=record.service,
+                               version=version, recorded_version=record.version,
+                               last_heartbeat=record.last_heartbeat, drift=record.drift)
 
     def import_instances(
         self,
@@ -42,6 +71,7 @@ class Registry:
         specs = read_inventory_group(inventory, service, group or service, port_var,
                                      meta_vars, timeout=timeout)
         self.ctx.store.instances.add(specs, replace=replace)
+        self._audit_registered(specs, "import")
         return specs
 
     def instance_ids(self, service: str) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from orchestrator.models import (
 )
 from orchestrator.service.context import ServiceContext
 from orchestrator.service.deployments import Deployments
-from orchestrator.service.ids import caller, generated_id
+from orchestrator.service.ids import generated_id
 from orchestrator.store import Store
 
 
@@ -142,7 +142,7 @@ class Rollbacks:
                                   field, ctx.settings.allowed_package_hosts)
         if request.force:
             self._free_instances(request.instances)
-        run, members = build_run(rollback_id, service, version, targets, request, caller(),
+        run, members = build_run(rollback_id, service, version, targets, request, self.ctx.who(),
                                  ctx.clock())
         return ctx.record_and_submit(run, members)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from orchestrator.domain import validation
-from orchestrator.domain.records import VersionCheck
+from orchestrator.domain.records import ServiceOverview, VersionCheck
 from orchestrator.errors import NotFoundError
 from orchestrator.models import (
     InstanceInfo,
@@ -70,6 +70,13 @@ class Versions:
             limit=params.limit,
             offset=params.offset,
         )
+
+    def services(self) -> list[ServiceOverview]:
+        """Every service with its version distribution, drifting instances and newest
+        heartbeat, in name order."""
+        return [ServiceOverview(name, summary, tuple(drifting),
+                                None if beat is None else parse_time(beat))
+                for name, summary, drifting, beat in self.ctx.store.instances.services()]
 
     def refresh_versions(self, service: str, adopt: bool = False) -> list[VersionCheck]:
         """Probe every instance of ``service`` and compare its disk with the record.

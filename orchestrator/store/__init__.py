@@ -3,7 +3,8 @@
 :class:`Store` opens one database and groups its repositories: ``instances`` (the
 registry), ``runs`` (runs, their instances, cancel requests), ``leases`` (leases and
 instance locks, claims from the queue), ``history`` (completed releases, run summaries),
-``views`` (wide read projections) and ``workers`` (the ``floy worker`` daemons). Every
+``views`` (wide read projections), ``workers`` (the ``floy worker`` daemons) and
+``actions`` (the audit trail of mutating calls). Every
 repository method is one transaction; the clock is injected.
 """
 
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection, Engine
 
+from orchestrator.store.actions import Actions
 from orchestrator.store.database import Clock, Database, open_engine
 from orchestrator.store.history import History
 from orchestrator.store.instances import Instances
@@ -38,6 +40,7 @@ class Store:
         self.history = History(self.db)
         self.views = Views(self.db)
         self.workers = Workers(self.db)
+        self.actions = Actions(self.db)
 
     @classmethod
     def open(cls, url: str, clock: Clock = utcnow, io_timeout: float = 10.0) -> Store:

@@ -48,6 +48,12 @@ class History:
 
     def runs(self, service: str, limit: int) -> list[RunSummary]:
         """Newest runs of a service with their per-status instance counts."""
+        return self.recent(service, limit)
+
+    def recent(self, service: str | None, limit: int, *, active: bool = False
+               ) -> list[RunSummary]:
+        """Newest runs (of ``service``, or of every service), only unfinished ones when
+        ``active``, with their per-status instance counts."""
         ri = t.run_instances
         counts = (
             sa.select(
@@ -65,10 +71,13 @@ class History:
             sa.select(t.runs, counts.c.total, counts.c.completed, counts.c.failed,
                       counts.c.cancelled)
             .join(counts, counts.c.run_id == t.runs.c.run_id, isouter=True)
-            .where(t.runs.c.service == service)
             .order_by(t.runs.c.created_at.desc())
             .limit(limit)
         )
+        if service is not None:
+            query = query.where(t.runs.c.service == service)
+        if active:
+            query = query.where(t.runs.c.finished_at.is_(None))
         with self.db.read() as conn:
             return [summary_record(r) for r in conn.execute(query)]
 

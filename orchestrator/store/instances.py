@@ -115,6 +115,38 @@ class Instances:
             row = conn.execute(query.limit(1)).first()
             return row is not None
 
+    def heartbeat(self, instance_id: str, version: str) -> InstanceRecord | None:
+        """An instance reports the version it runs: ``last_heartbeat`` becomes now, and the
+        version is kept as observed (drift when it differs from the record, which it never
+        overwrites). Returns the updated record, None for an unknown instance."""
+        now = stamp(self.db.clock())
+        with self.db.write() as conn:
+            done = conn.execute(
+                t.instances.update().where(t.instances.c.instance_id == instance_id)
+                .values(last_heartbeat=now, observed_version=version, observed_at=now))
+            if not done.rowcount:
+                return None
+            row = conn.execute(
+                sa.select(t.instances).where(t.instances.c.instance_id == instance_id)).one()
+            return instance_record(row)
+
+    def services(self) -> list[tuple[str, dict[str, int], list[InstanceRecord], str | None]]:
+        """Every service: its version distribution, its drifting instances and its newest
+        heartbeat, in service order (one scan of the registry)."""
+        by_service: dict[str, tuple[dict[str, int], list[InstanceRecord], list[str]]] = {}
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(t.instances).order_by(t.instances.c.service,
+                                                                t.instances.c.instance_id))
+            for row in rows:
+                summary, drifting, beats = by_service.setdefault(row.service, ({}, [], []))
+                summary[row.version] = summary.get(row.version, 0) + 1
+                if row.observed_version is not None and row.observed_version != row.version:
+                    drifting.append(instance_record(row))
+                if row.last_heartbeat:
+                    beats.append(row.last_heartbeat)
+        return [(name, summary, drifting, max(beats) if beats else None)
+                for name, (summary, drifting, beats) in by_service.items()]
+
     def record_observations(self, observed: dict[str, str], *, authoritative: bool) -> None:
         """Store what a probe read on the hosts (instance ID -> version on disk).
 

@@ -192,6 +192,7 @@ def summary_record(r: Any) -> RunSummary:
             completed=int(r.completed or 0), failed=int(r.failed or 0),
             cancelled=int(r.cancelled or 0), parent_run_id=r.parent_run_id,
             rollback_run_id=r.rollback_run_id, error_message=r.error_message,
+            service=r.service,
         )
     except _BadValue as exc:
         raise exc.in_row(t.runs.name, r.run_id) from None

@@ -13,6 +13,7 @@ from orchestrator.domain.records import RunInstanceRecord, RunRecord
 from orchestrator.errors import ConflictError
 from orchestrator.models import Status
 from orchestrator.store import schema as t
+from orchestrator.store.actions import record_action
 from orchestrator.store.database import Database
 from orchestrator.store.history import record_release
 from orchestrator.store.instances import set_versions
@@ -136,6 +137,8 @@ class Runs:
                 )
             conn.execute(t.runs.insert().values(**run_values(run)))
             conn.execute(t.run_instances.insert(), [member_values(m) for m in members])
+            record_action(conn, now or "", run.created_by, str(run.kind), run.service,
+                          run.run_id, f"{run.version} to {len(members)} instance(s)")
             conn.execute(
                 t.instance_locks.insert(),
                 [{"instance_id": i, "run_id": run.run_id, "locked_at": now} for i in ids],
@@ -266,10 +269,15 @@ class Runs:
             )
             return int(result.rowcount or 0)
 
-    def request_cancel(self, run_id: str) -> datetime:
-        """Record a cancel request (idempotent); returns when it was first requested."""
+    def request_cancel(self, run_id: str, actor: str = "") -> datetime:
+        """Record a cancel request (idempotent; each call is in the audit trail as made by
+        ``actor``, when given); returns when it was first requested."""
         now = self.db.clock()
         with self.db.write() as conn:
+            if actor:
+                service = conn.execute(sa.select(t.runs.c.service)
+                                       .where(t.runs.c.run_id == run_id)).scalar_one_or_none()
+                record_action(conn, stamp(now) or "", actor, "cancel", service or "", run_id, "")
             conn.execute(
                 t.runs.update()
                 .where(t.runs.c.run_id == run_id, t.runs.c.cancel_requested_at.is_(None))

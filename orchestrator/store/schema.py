@@ -131,6 +131,22 @@ workers = sa.Table(
 )
 
 
+#: Who did what (version 5): every mutating call, with the caller (an OS user, or an API
+#: token's name), for the audit trail next to the runs' own ``created_by``.
+actions = sa.Table(
+    "actions",
+    metadata,
+    sa.Column("action_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("service", sa.String(128), nullable=False, server_default=""),
+    sa.Column("subject", sa.String(128), nullable=False, server_default=""),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_actions_service_at", "service", "at"),
+)
+
+
 # Columns added after version 1; a database created at version 1 lacks them.
 _V2_COLUMNS = {
     "run_instances": ("package_url", "package_sha256"),
@@ -174,11 +190,17 @@ def _v4_workers(conn: Connection) -> None:
     index.create(conn, checkfirst=True)
 
 
+def _v5_actions(conn: Connection) -> None:
+    """The audit trail of mutating calls (who cancelled, registered, reported drift)."""
+    actions.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _v1_initial,
     _v2_rollback_and_drift,
     _v3_service_page_index,
     _v4_workers,
+    _v5_actions,
 )
 
 

@@ -15,5 +15,6 @@ def table_counts(store: Store) -> dict[str, int]:
             table.name: int(
                 conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
             )
-            for table in (t.instances, t.runs, t.run_instances, t.instance_locks, t.releases)
+            for table in (t.instances, t.runs, t.run_instances, t.instance_locks, t.releases,
+                          t.actions)
         }

@@ -12,9 +12,10 @@ import pytest
 
 from sample.packages import stop_apps
 from tests.helpers.floyenv import SERVICE, FloyEnv, make_env, write_inventory
+from tests.helpers.httpserver import FloyServer, start_server
 from tests.integration.pg import Postgres
 
-__all__ = ["SERVICE", "FloyEnv", "make_env", "write_inventory"]
+__all__ = ["SERVICE", "FloyEnv", "FloyServer", "make_env", "write_inventory"]
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,12 @@ def floy_async_env(tmp_path: Path, pki: object, packages: dict[str, tuple[str, s
     yield env
     stop_apps(env.root)
     env.store.close()
+
+
+@pytest.fixture
+def floy_server(floy_async_env: FloyEnv, pki: object) -> Iterator[FloyServer]:
+    """A real ``floy serve`` (TLS, a read and a deployer token) over an installation with
+    detached workers; no instance is registered yet."""
+    server = start_server(floy_async_env, pki)
+    yield server
+    server.stop()

@@ -105,7 +105,7 @@ def test_schema_migrates_and_reopens(db_url: str) -> None:
     Store.open(db_url).close()
     store = Store.open(db_url)  # second open: nothing left to migrate
     with store.read() as conn:
-        assert conn.exec_driver_sql("SELECT version FROM floy_schema").scalar_one() == 4
+        assert conn.exec_driver_sql("SELECT version FROM floy_schema").scalar_one() == 5
     store.close()
 
 

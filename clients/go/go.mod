@@ -1,0 +1,3 @@
+module floy.example/client
+
+go 1.19
