@@ -5,7 +5,7 @@ same params values the CLI builds, calls one method of
 :class:`~orchestrator.service.FloyDeployService` in a worker thread (the service blocks on
 its database), and renders the result's ``to_dict()``. No behaviour lives here: a refused
 request reaches the service's validation exactly as a CLI call does, so nothing is stored
-or run for it. Errors become JSON with a stable ``error`` code (see ``ERROR_STATUS``).
+or run for it. Errors become JSON with a stable ``error`` code (:mod:`.errors`).
 """
 
 from __future__ import annotations
@@ -22,29 +22,27 @@ import yaml
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from orchestrator.domain.validation import validate_instance_spec
-from orchestrator.errors import (
-    ConfigError,
-    ConflictError,
-    ExecutionError,
-    FloyError,
-    NotFoundError,
-    ValidationError,
+from orchestrator.errors import NotFoundError, ValidationError
+from orchestrator.http.auth import Authenticator
+from orchestrator.http.errors import HANDLERS
+from orchestrator.http.parsing import (
+    bool_query,
+    int_query,
+    json_body,
+    json_object,
+    registration,
 )
-from orchestrator.http.auth import Authenticator, AuthRefused
 from orchestrator.models import (
     BatchRollbackParams,
     DeployParams,
     DeployStatus,
     InstanceQueryParams,
     InstanceRollbackParams,
-    InstanceSpec,
 )
 from orchestrator.service import FloyDeployService
 from orchestrator.service.tokens import Role
@@ -54,106 +52,6 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 OPENAPI = HERE / "openapi.yaml"
 T = TypeVar("T")
-
-#: HTTP status of each error family (the most specific class first).
-ERROR_STATUS: tuple[tuple[type[FloyError], int], ...] = (
-    (ValidationError, 422),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (ConfigError, 503),
-    (ExecutionError, 503),
-)
-_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-               413: "too_large", 415: "unsupported_media_type"}
-MAX_BODY_BYTES = 4 * 1024 * 1024  # a 10,000-instance deployment is about 300 KB
-
-
-def error_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-                   ) -> JSONResponse:
-    """The one shape of every error answer."""
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _floy_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, FloyError)
-    status = next((code for cls, code in ERROR_STATUS if isinstance(exc, cls)), 500)
-    return error_response(status, exc.to_dict())
-
-
-def _refused(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, AuthRefused)
-    headers = {"WWW-Authenticate": 'Bearer realm="floy"'} if exc.status == 401 else {}
-    if exc.retry_after:
-        headers["Retry-After"] = str(exc.retry_after)
-    return error_response(exc.status, {"error": exc.code, "message": exc.message}, headers)
-
-
-def _http_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, {"error": code, "message": str(exc.detail)},
-                          dict(exc.headers or {}))
-
-
-def _internal(request: Request, exc: Exception) -> Response:
-    log.error("internal error in %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, {"error": "internal",
-                                "message": "internal error; the server log has the traceback"})
-
-
-def _int_query(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name, "")
-    if raw == "":
-        return default
-    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 12:
-        raise ValidationError(name, f"must be an integer, not {raw!r}")
-    return int(raw)
-
-
-def _bool_query(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name, "").lower()
-    if raw in ("", "false", "0"):
-        return False
-    if raw in ("true", "1"):
-        return True
-    raise ValidationError(name, f"must be true or false, not {raw!r}")
-
-
-async def _json_body(request: Request) -> Any:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"the body is over {MAX_BODY_BYTES} bytes")
-    try:
-        return json.loads(body)
-    except ValueError as exc:  # also a body that is not UTF-8
-        raise HTTPException(400, f"the body is not JSON: {exc}") from None
-
-
-def _object(data: Any, what: str, keys: frozenset[str]) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ValidationError(what, "must be a JSON object")
-    unknown = sorted(set(data) - keys)
-    if unknown:
-        raise ValidationError(unknown[0], "unknown field")
-    return data
-
-
-def _registration(data: Any) -> tuple[list[InstanceSpec], bool]:
-    body = _object(data, "body", frozenset({"instances", "replace"}))
-    entries = body.get("instances")
-    if not isinstance(entries, list) or not entries:
-        raise ValidationError("instances", "must be a non-empty array of instances")
-    replace = body.get("replace", False)
-    if not isinstance(replace, bool):
-        raise ValidationError("replace", "must be true or false")
-    specs = []
-    for index, entry in enumerate(entries):
-        try:  # the same checks the service makes, named by their place in the array
-            specs.append(validate_instance_spec(InstanceSpec.from_dict(entry)))
-        except ValidationError as exc:
-            inner = "" if exc.field == "InstanceSpec" else f".{exc.field}"
-            raise ValidationError(f"instances[{index}]{inner}", exc.reason) from None
-    return specs, replace
 
 
 @lru_cache(maxsize=1)
@@ -187,7 +85,7 @@ class Api:
     # -- DeployExecutor ------------------------------------------------------------------
     async def deploy(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.DEPLOYER)
-        params = DeployParams.from_dict(await _json_body(request))
+        params = DeployParams.from_dict(await json_body(request))
         result = await self._run(svc.execute_deployment, params)
         return JSONResponse(result.to_dict(), status_code=202)
 
@@ -230,8 +128,8 @@ class Api:
     async def runs(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.READ)
         service = request.query_params.get("service", "")
-        active = _bool_query(request, "active")
-        limit = _int_query(request, "limit", 50)
+        active = bool_query(request, "active")
+        limit = int_query(request, "limit", 50)
         found = await self._run(lambda: svc.runs(service, active=active, limit=limit))
         return JSONResponse({"runs": [r.to_dict() for r in found]})
 
@@ -247,8 +145,8 @@ class Api:
         params = InstanceQueryParams(
             service_name=request.path_params["service"],
             version=request.query_params.get("version", ""),
-            limit=_int_query(request, "limit", 100),
-            offset=_int_query(request, "offset", 0),
+            limit=int_query(request, "limit", 100),
+            offset=int_query(request, "offset", 0),
         )
         result = await self._run(svc.get_service_instances, params)
         return JSONResponse(result.to_dict())
@@ -261,7 +159,7 @@ class Api:
     async def history(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.READ)
         service = request.path_params["service"]
-        limit = _int_query(request, "limit", 50)
+        limit = int_query(request, "limit", 50)
 
         def read() -> dict[str, Any]:
             return {"service": service,
@@ -273,27 +171,27 @@ class Api:
     # -- RollbackManager -----------------------------------------------------------------
     async def rollback_instance(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.DEPLOYER)
-        params = InstanceRollbackParams.from_dict(await _json_body(request))
+        params = InstanceRollbackParams.from_dict(await json_body(request))
         result = await self._run(svc.rollback_instance, params)
         return JSONResponse(result.to_dict(), status_code=202)
 
     async def rollback_batch(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.DEPLOYER)
-        params = BatchRollbackParams.from_dict(await _json_body(request))
+        params = BatchRollbackParams.from_dict(await json_body(request))
         result = await self._run(svc.rollback_batch, params)
         return JSONResponse(result.to_dict(), status_code=202)
 
     # -- instances: registration and heartbeats ------------------------------------------
     async def register(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.DEPLOYER)
-        specs, replace = _registration(await _json_body(request))
+        specs, replace = registration(await json_body(request))
         stored = await self._run(lambda: svc.register_instances(specs, replace=replace))
         return JSONResponse({"instances": [s.to_dict() for s in stored]}, status_code=201)
 
     async def heartbeat(self, request: Request) -> Response:
         instance_id = request.path_params["instance_id"]
         svc = self._as_caller(request, Role.HEARTBEAT, instance=instance_id)
-        body = _object(await _json_body(request), "body", frozenset({"version"}))
+        body = json_object(await json_body(request), "body", frozenset({"version"}))
         version = body.get("version")
         if not isinstance(version, str):
             raise ValidationError("version", "required, a string")
@@ -339,10 +237,4 @@ def create_app(service: FloyDeployService, auth: Authenticator,
         Route("/", api.dashboard, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC, check_dir=False), name="static"),
     ]
-    handlers: dict[Any, Callable[[Request, Exception], Response]] = {
-        FloyError: _floy_error,
-        AuthRefused: _refused,
-        HTTPException: _http_error,
-        Exception: _internal,
-    }
-    return Starlette(routes=routes, exception_handlers=handlers)
+    return Starlette(routes=routes, exception_handlers=HANDLERS)
