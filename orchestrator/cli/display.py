@@ -18,7 +18,7 @@ from orchestrator.models import DeployStatus, InstanceStatus, ServiceInstances, 
 from orchestrator.timefmt import utcnow
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy; the error boundary uses safe_text only
-    from orchestrator.domain.records import RunSummary, VersionCheck
+    from orchestrator.domain.records import ActionRecord, RunSummary, VersionCheck
 
 Sleep = Callable[[float], None]
 
@@ -138,6 +138,18 @@ def render_history(service: str, runs: list[RunSummary]) -> str:
                      f"{safe_text(r.version):<12} {r.status.value:<11} "
                      f"{f'{r.completed}/{r.total}':<10} {safe_text(r.created_by[:12]):<12} "
                      f"{safe_text(r.run_id)}{link}")
+    return "\n".join(lines)
+
+
+def render_actions(service: str, actions: list[ActionRecord]) -> str:
+    """Text view of the audit trail of a service, newest first."""
+    if not actions:
+        return f"{safe_text(service)}: no actions recorded"
+    lines = [f"{'at (UTC)':<20} {'action':<9} {'by':<24} {'subject':<28} detail"]
+    for a in actions:
+        lines.append(f"{a.at:%Y-%m-%d %H:%M:%S}  {safe_text(a.action):<9} "
+                     f"{safe_text(a.actor[:24]):<24} {safe_text(a.subject):<28} "
+                     f"{safe_text(a.detail)}")
     return "\n".join(lines)
 
 

@@ -112,6 +112,10 @@ def test_every_mutating_call_is_recorded_with_the_token_name(floy_server: FloySe
     assert actors[("register", "hello-9")] == "token:test-deployer"
     assert actors[("deploy", "audited")] == "token:test-deployer"
     assert actors[("register", "hello-1")] not in ("", "token:test-deployer")
+    shown = subprocess.run([str(FLOY), "history", "hello", "--actions", "--json"],
+                           env=server_environ(floy_server.env), capture_output=True, text=True,
+                           check=True)
+    assert json.loads(shown.stdout) == history["actions"], "the CLI shows the same trail"
 
 
 def test_refused_requests_name_the_field_and_store_nothing(floy_server: FloyServer) -> None:
