@@ -9,14 +9,15 @@ SHELL := /bin/bash
 
 .PHONY: venv demo test lint typecheck unit soak bench clean
 
+# bootstrap.sh says what it does in its own lines; make need not echo the commands.
 $(STAMP): pyproject.toml scripts/bootstrap.sh
-	bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
-	touch $(STAMP)
+	@bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	@touch $(STAMP)
 
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m sample.demo
+	@$(BIN)/python -m sample.demo
 
 # ruff, then the layer contracts of pyproject.toml (DESIGN.md section 7) with import-linter.
 lint: $(STAMP)

@@ -7,7 +7,12 @@ would end up in a run's artifacts: credentials stay in the operator's inventory 
 Every value is checked when it is read: a wrong type, a number out of range or a database
 URL floy cannot use is a :class:`ConfigError` naming where the value came from
 (``<home>/config.yml: forks``, ``FLOY_FORKS``, ``--db-url``) and what was expected, before
-anything is stored or run.
+anything is stored or run. The operator inventory directory is checked (it exists, is
+readable, holds ``group_vars/``) by whatever runs Ansible: :meth:`Settings.require_inventory`.
+
+Relative paths given as an argument or a ``FLOY_*`` variable resolve against the working
+directory; relative paths in ``config.yml`` (a file has no working directory) against the
+home directory's parent.
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ class Settings:
     #: ``identity_file``, ``known_hosts``, ``runner_command`` (read in config.yml only).
     nodes: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     python: str = sys.executable
+    #: Where ``inventory_dir`` came from, as error messages name it (``--inventory-dir (or
+    #: FLOY_INVENTORY_DIR)``, ``<home>/config.yml: inventory_dir``, ``the default
+    #: inventory_dir``).
+    inventory_source: str = "inventory_dir"
 
     def __post_init__(self) -> None:
         # Settings built directly (embedding, a worker's JSON) get the same range checks:
@@ -90,6 +99,12 @@ class Settings:
         (so a worker cut off from it stops its playbook before its lease can expire), at
         least 1 s and at most 10 s."""
         return min(10.0, max(1.0, self.lease_seconds / 3))
+
+    def require_inventory(self) -> None:
+        """Raise ConfigError unless ``inventory_dir`` is an inventory directory floy can use
+        (see :func:`check_inventory_dir`): called before anything that runs Ansible is
+        stored or started."""
+        check_inventory_dir(self.inventory_dir, self.inventory_source)
 
     @property
     def runs_dir(self) -> Path:
@@ -119,6 +134,7 @@ class Settings:
             node_name=data.get("node_name") or socket.gethostname(),
             nodes=data.get("nodes") or {},
             python=data["python"],
+            inventory_source=data.get("inventory_source") or "inventory_dir",
         )
 
 
@@ -127,10 +143,14 @@ def load_settings(
     db_url: str | None = None,
     inventory_dir: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    need_inventory: bool = False,
 ) -> Settings:
     """Resolve settings from arguments, ``FLOY_*`` variables, ``config.yml`` and defaults.
 
-    Raises ConfigError naming the file and key, the variable or the option of a bad value.
+    Raises ConfigError naming the file and key, the variable or the option of a bad value;
+    with ``need_inventory`` (a command that runs Ansible) also when the inventory directory
+    is missing, unreadable or has no ``group_vars/``.
     """
     env = os.environ if environ is None else environ
     home_path = Path(home or env.get("FLOY_HOME") or ".floy").expanduser().absolute()
@@ -148,13 +168,18 @@ def load_settings(
             return config[key], f"{config_path}: {key}"
         return None
 
-    def path(arg: object, env_key: str, key: str, default: Path) -> Path:
+    def path(arg: object, env_key: str, key: str, default: Path) -> tuple[Path, str]:
+        """The directory given for ``key`` and where it came from. Relative paths from an
+        argument or a variable resolve against the working directory, those in config.yml
+        against the home's parent."""
         given = pick(arg, env_key, key)
         if given is None:
-            return default
-        if isinstance(given[0], Path):
-            return _path(given[0], home_path)
-        return _path(_string(*given, "a directory path"), home_path)
+            return default, f"the default {key}"
+        value, source = given
+        base = home_path.parent if source.startswith(f"{config_path}:") else Path.cwd()
+        if isinstance(value, Path):
+            return _path(value, base), source
+        return _path(_string(value, source, "a directory path"), base), source
 
     db = pick(db_url, "FLOY_DB_URL", "db_url")
     hosts = pick(None, "FLOY_ALLOWED_PACKAGE_HOSTS", "allowed_package_hosts")
@@ -163,13 +188,15 @@ def load_settings(
     lease = pick(None, "FLOY_LEASE_SECONDS", "lease_seconds")
     executor = pick(None, "FLOY_EXECUTOR", "executor")
     node = pick(None, "FLOY_NODE_NAME", "node_name")
-    return Settings(
+    inventory, inventory_source = path(inventory_dir, "FLOY_INVENTORY_DIR", "inventory_dir",
+                                       DEFAULT_INVENTORY_DIR)
+    settings = Settings(
         home=home_path,
         db_url=(check_db_url(*db) if db is not None
                 else f"sqlite:///{home_path / 'floy.db'}"),
-        inventory_dir=path(inventory_dir, "FLOY_INVENTORY_DIR", "inventory_dir",
-                           DEFAULT_INVENTORY_DIR),
-        playbook_dir=path(None, "FLOY_PLAYBOOK_DIR", "playbook_dir", DEFAULT_PLAYBOOK_DIR),
+        inventory_dir=inventory,
+        inventory_source=inventory_source,
+        playbook_dir=path(None, "FLOY_PLAYBOOK_DIR", "playbook_dir", DEFAULT_PLAYBOOK_DIR)[0],
         ca_bundle="" if ca_bundle is None else _string(*ca_bundle, "a path to a CA bundle file"),
         allowed_package_hosts=frozenset() if hosts is None else _hosts(*hosts),
         forks=20 if forks is None else _forks(*forks),
@@ -179,6 +206,60 @@ def load_settings(
         nodes={} if "nodes" not in config else _nodes(config["nodes"],
                                                       f"{config_path}: nodes", home_path),
     )
+    if need_inventory:
+        settings.require_inventory()
+    return settings
+
+
+def check_inventory_dir(path: Path, source: str) -> None:
+    """Raise ConfigError naming ``path`` and ``source`` (where the setting came from) unless
+    ``path`` is a readable directory holding a readable ``group_vars/`` (and, if present, a
+    readable ``host_vars/``), every file in them readable.
+
+    Without this, a mistyped directory left a run with no connection variables: Ansible
+    fell back to SSH and the role to ``/opt/floy``.
+    """
+    named = f"{source} names {path}"
+    if not path.exists():
+        raise ConfigError(f"{named}, which does not exist")
+    if not path.is_dir():
+        raise ConfigError(f"{named}, which is not a directory")
+    _readable_dir(path, named)
+    if not (path / "group_vars").is_dir():
+        raise ConfigError(
+            f"{named}, which has no group_vars/ directory (floy takes the connection "
+            f"variables, such as ansible_connection, and each service's settings from "
+            f"group_vars/all.yml and group_vars/<service>.yml there)")
+    for sub in ("group_vars", "host_vars"):
+        top = path / sub
+        if not top.exists():
+            continue
+        if not top.is_dir():
+            raise ConfigError(f"{named}, whose {sub} is not a directory")
+
+        def unreadable(exc: OSError) -> None:
+            raise ConfigError(f"{named}, whose {exc.filename} is not readable by this user "
+                              f"({exc.strerror or exc})")
+
+        for directory, _dirs, files in os.walk(top, onerror=unreadable):
+            _readable_dir(Path(directory), named)
+            for name in files:
+                if not os.access(Path(directory) / name, os.R_OK):
+                    raise ConfigError(f"{named}, whose {Path(directory) / name} is not "
+                                      f"readable by this user")
+
+
+def _readable_dir(directory: Path, named: str) -> None:
+    """A directory this process can list and enter, else ConfigError."""
+    try:
+        if not os.access(directory, os.R_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+        with os.scandir(directory):
+            pass
+    except OSError as exc:
+        what = "which" if named.endswith(f" {directory}") else f"whose {directory}"
+        raise ConfigError(f"{named}, {what} is not readable by this user "
+                          f"({exc.strerror or exc})") from None
 
 
 def check_db_url(value: object, source: str = "db_url") -> str:
@@ -319,15 +400,15 @@ def _nodes(value: object, source: str, home: Path) -> dict[str, dict[str, Any]]:
                                   f"got {_describe(entry[key])}")
         node = dict(entry)
         for key in ("identity_file", "known_hosts"):
-            node[key] = str(_path(node[key], home))
+            node[key] = str(_path(node[key], home.parent))
         nodes[name] = node
     return nodes
 
 
-def _path(value: str | Path, home: Path) -> Path:
-    """Relative paths in config.yml are relative to the home directory's parent (the project)."""
+def _path(value: str | Path, base: Path) -> Path:
+    """``value`` with ``~`` expanded, relative to ``base`` unless absolute."""
     path = Path(value).expanduser()
-    return path if path.is_absolute() else (home.parent / path).absolute()
+    return path if path.is_absolute() else (base / path).absolute()
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -29,16 +29,27 @@ command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "bootstrap: installing ${need_apt[*]} with apt-get"
+    echo "bootstrap: installing ${need_apt[*]} with apt-get (system tools the tests use)"
     # The tests start their own sshd and PostgreSQL on 127.0.0.1; keep the packages from
     # starting system ones (a policy-rc.d answering 101 = "action forbidden", unless one
     # exists).
+    cleanup=()
+    trap 'rm -f "${cleanup[@]}"' EXIT
     if [ ! -e /usr/sbin/policy-rc.d ]; then
       printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
       chmod 755 /usr/sbin/policy-rc.d
-      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+      cleanup+=(/usr/sbin/policy-rc.d)
     fi
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+    # dpkg's unpacking and setting-up lines are not floy's output: kept in a log, shown
+    # whole if apt-get fails.
+    apt_log=$(mktemp)
+    cleanup+=("$apt_log")
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+             "${need_apt[@]}"; } >"$apt_log" 2>&1; then
+      cat "$apt_log" >&2
+      echo "bootstrap: apt-get failed (its output is above)" >&2
+      exit 1
+    fi
   else
     echo "bootstrap: please install: ${need_apt[*]}" >&2
     exit 1
@@ -48,7 +59,11 @@ fi
 if [ ! -x "$venv/bin/python" ]; then
   echo "bootstrap: creating $venv"
   "$python" -m venv "$venv"
+  # once, when the venv is made (Debian's pip is older); not on every update
+  "$venv/bin/python" -m pip install -q --upgrade pip
 fi
-"$venv/bin/python" -m pip install -q --upgrade pip
 echo "bootstrap: installing floy and its test dependencies into $venv"
-"$venv/bin/python" -m pip install -q -e '.[test]'
+# setuptools tells every editable install to beware of folders named like the package
+# (InformationOnly, not a warning about floy): filtered by its text; anything else shows.
+PYTHONWARNINGS="ignore:Editable installation" \
+  "$venv/bin/python" -m pip install -q -e '.[test]'

@@ -72,8 +72,9 @@ def collections_path(settings: Settings) -> str:
     """Where Ansible looks for collections: floy's own (the role and modules are the
     collection ``floy.release`` in ``collections/`` beside the playbooks) first.
 
-    ``playbooks/ansible.cfg`` says the same; the environment variable is set as well
-    because one already in the caller's environment would override the file.
+    ``ansible.cfg`` (the repository root's, linked from ``playbooks/``) says the same; the
+    environment variable is set as well because one already in the caller's environment
+    would override the file.
     """
     own = str(settings.playbook_dir.parent / "collections")
     rest = os.environ.get(

@@ -115,6 +115,10 @@ def materialise_for_node(plan: RunPlan) -> Path:
     playbooks = plan.playbook.parent
     shutil.copytree(playbooks, pdd / "project", symlinks=True, dirs_exist_ok=True,
                     ignore=_COPY_IGNORE)
+    config = pdd / "project" / "ansible.cfg"
+    if config.is_symlink():  # floy's links to the repository root's: ship the file itself
+        config.unlink()
+        shutil.copyfile(playbooks / "ansible.cfg", config)
     collections = playbooks.parent / "collections"
     if collections.is_dir():
         shutil.copytree(collections, pdd / "collections", ignore=_COPY_IGNORE)

@@ -21,6 +21,10 @@ EXIT_CODES_HELP = """Exit codes: 0 success; 1 the run failed or was cancelled; 2
 database error; 7 still stopping; 130 interrupted; 70 internal error."""
 
 log = logging.getLogger("floy")
+#: The commands that run Ansible here (deploy, roll back, probe, carry or reap runs, or serve
+#: those that do): their settings must name a usable inventory directory, checked before the
+#: store is opened (the service checks again before it records a run).
+INVENTORY_COMMANDS = frozenset({"deploy", "rollback", "refresh", "reap", "worker", "serve"})
 
 
 @dataclass
@@ -30,6 +34,8 @@ class Context:
     home: str | None
     db_url: str | None
     inventory_dir: str | None
+    #: The command runs Ansible here: check the inventory directory with the settings.
+    needs_inventory: bool = False
     _service: FloyDeployService | None = None
 
     @property
@@ -38,7 +44,7 @@ class Context:
             from orchestrator.service import open_service
 
             self._service = open_service(self.home, self.db_url, self.inventory_dir,
-                                         logger=log)
+                                         logger=log, need_inventory=self.needs_inventory)
         return self._service
 
 
@@ -61,7 +67,8 @@ def run_exit_code(status_value: str) -> int:
               help="Database URL (default sqlite:///<home>/floy.db).")
 @click.option("--inventory-dir", envvar="FLOY_INVENTORY_DIR",
               help="Operator inventory directory holding group_vars/ (connection and service "
-                   "variables).")
+                   "variables) and optionally host_vars/; a relative path is taken from the "
+                   "working directory.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 @click.version_option(package_name="floy")
 @click.pass_context
@@ -70,7 +77,8 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, inventory_dir:
     """floy: rolling deploys and rollbacks of services, backed by Ansible."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = Context(home, db_url, inventory_dir)
+    ctx.obj = Context(home, db_url, inventory_dir,
+                      needs_inventory=ctx.invoked_subcommand in INVENTORY_COMMANDS)
 
 
 def follow(c: Context, run_id: str, then_rollback: bool = False) -> None:

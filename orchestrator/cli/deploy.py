@@ -22,7 +22,9 @@ from orchestrator.models import DEFAULT_BATCH_SIZE, DEFAULT_RETRY_COUNT, DEFAULT
               help="Seconds allowed per instance attempt.")
 @click.option("--retries", "retry_count", type=int, default=DEFAULT_RETRY_COUNT,
               show_default=True,
-              help="Retries of a failed instance before it counts as failed.")
+              help="Retries of an instance after a transient fetch or connection failure. "
+              "A release that fails its restart or health check is switched back, not "
+              "retried (operators: floy_health_retries in group_vars).")
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Instances per serial batch: a count or a percentage (25%).")
 @click.option("--max-failures", type=int, default=0, show_default=True,

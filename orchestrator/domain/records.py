@@ -43,6 +43,19 @@ class InstanceRecord:
         return self.observed_version is not None and self.observed_version != self.version
 
 
+def run_is_stale(finished_at: datetime | None, lease_owner: str | None,
+                 lease_expires_at: datetime | None, updated_at: datetime, now: datetime,
+                 pending_grace: float) -> bool:
+    """Unfinished and its worker gone: the lease expired, or no worker claimed the run
+    within ``pending_grace`` seconds (one rule for records and for read projections)."""
+    if finished_at is not None:
+        return False
+    if lease_expires_at is not None:
+        return lease_expires_at < now
+    # updated_at: recorded, or handed back by a stopping worker daemon
+    return lease_owner is None and updated_at < now - timedelta(seconds=pending_grace)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """A deployment or rollback run."""
@@ -68,13 +81,8 @@ class RunRecord:
     def is_stale(self, now: datetime, pending_grace: float) -> bool:
         """Unfinished and its worker gone: the lease expired, or no worker claimed it within
         ``pending_grace`` seconds (the store's sweep for the reaper uses the same test)."""
-        if self.finished_at is not None:
-            return False
-        if self.lease_expires_at is not None:
-            return self.lease_expires_at < now
-        # updated_at: recorded, or handed back by a stopping worker daemon
-        return (self.lease_owner is None
-                and self.updated_at < now - timedelta(seconds=pending_grace))
+        return run_is_stale(self.finished_at, self.lease_owner, self.lease_expires_at,
+                            self.updated_at, now, pending_grace)
 
 
 @dataclass(frozen=True)

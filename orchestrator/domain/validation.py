@@ -352,7 +352,10 @@ def validate_package_url(
     if "\\" in text:
         # Parsers disagree on backslashes ("https://a\\@b/"); refuse them all.
         raise ValidationError(field, "backslash is not allowed")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # "https://a]b/": an unbalanced IPv6 bracket
+        raise ValidationError(field, f"not a valid URL: {exc}") from None
     if parts.scheme.lower() != "https" or not text.lower().startswith("https://"):
         raise ValidationError(field, "must be an https:// URL")
     if not parts.netloc:

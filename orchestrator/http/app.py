@@ -11,7 +11,6 @@ or run for it. Errors become JSON with a stable ``error`` code (:mod:`.errors`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
@@ -37,10 +36,10 @@ from orchestrator.http.parsing import (
     json_object,
     registration,
 )
+from orchestrator.http.statuscache import StatusCache
 from orchestrator.models import (
     BatchRollbackParams,
     DeployParams,
-    DeployStatus,
     InstanceQueryParams,
     InstanceRollbackParams,
 )
@@ -71,6 +70,7 @@ class Api:
         self.auth = auth
         self.poll_seconds = poll_seconds
         self.keepalive_seconds = keepalive_seconds
+        self.statuses = StatusCache()
 
     def _as_caller(self, request: Request, needs: Role, instance: str = ""
                    ) -> FloyDeployService:
@@ -91,8 +91,8 @@ class Api:
 
     async def status(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.READ)
-        result = await self._run(svc.get_deployment_status, request.path_params["deploy_id"])
-        return JSONResponse(result.to_dict())
+        body, _ = await self.statuses.body(svc, request.path_params["deploy_id"], self._run)
+        return Response(body, media_type="application/json")
 
     async def cancel(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.DEPLOYER)
@@ -103,27 +103,26 @@ class Api:
     async def events(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.READ)
         run_id = request.path_params["deploy_id"]
-        first = await self._run(svc.get_deployment_status, run_id)  # 404 before streaming
+        first = await self.statuses.body(svc, run_id, self._run)  # 404 before streaming
         return EventSourceResponse(self._stream(svc, run_id, first),
                                    ping=self.keepalive_seconds,
                                    headers={"Cache-Control": "no-store"})
 
-    async def _stream(self, svc: FloyDeployService, run_id: str, status: DeployStatus
+    async def _stream(self, svc: FloyDeployService, run_id: str, first: tuple[bytes, bool]
                       ) -> AsyncIterator[dict[str, str]]:
         """The run's status at once and on every change, then ``end`` once it has ended.
-        The store is read every ``poll_seconds`` (a read never acts)."""
-        last = ""
+        The run's revision is read every ``poll_seconds`` (a read never acts)."""
+        body, ended = first
+        last = b""
         while True:
-            text = json.dumps(status.to_dict())
-            ended = status.status.is_terminal and status.finished_at is not None
             if ended:
-                yield {"event": "end", "data": text}
+                yield {"event": "end", "data": body.decode()}
                 return
-            if text != last:
-                yield {"event": "status", "data": text}
-                last = text
+            if body != last:
+                yield {"event": "status", "data": body.decode()}
+                last = body
             await asyncio.sleep(self.poll_seconds)
-            status = await self._run(svc.get_deployment_status, run_id)
+            body, ended = await self.statuses.body(svc, run_id, self._run)
 
     async def runs(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.READ)
@@ -162,9 +161,12 @@ class Api:
         limit = int_query(request, "limit", 50)
 
         def read() -> dict[str, Any]:
-            return {"service": service,
-                    "runs": [r.to_dict() for r in svc.runs(service, limit=limit)],
-                    "actions": [a.to_dict() for a in svc.actions(service, limit)]}
+            runs = svc.runs(service, limit=limit)
+            actions = svc.actions(service, limit)
+            if not runs and not actions and not svc.instance_ids(service):
+                raise NotFoundError("service", service)
+            return {"service": service, "runs": [r.to_dict() for r in runs],
+                    "actions": [a.to_dict() for a in actions]}
 
         return JSONResponse(await self._run(read))
 

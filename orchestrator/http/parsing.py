@@ -4,6 +4,7 @@ the field (the service validates the values themselves, as it does for the CLI).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -14,38 +15,41 @@ from orchestrator.errors import ValidationError
 from orchestrator.models import InstanceSpec
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a 10,000-instance deployment is about 300 KB
+_INTEGER = re.compile(r"-?[0-9]{1,12}")
 
 
 def int_query(request: Request, name: str, default: int) -> int:
-    """Query parameter ``name`` as an integer (``default`` when absent); the range is the
-    service's to check."""
-    raw = request.query_params.get(name, "")
-    if raw == "":
+    """Query parameter ``name`` as a decimal integer (``default`` when absent; present but
+    empty is refused); the range is the service's to check."""
+    if name not in request.query_params:
         return default
-    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 12:
-        raise ValidationError(name, f"must be an integer, not {raw!r}")
+    raw = request.query_params[name]
+    if not _INTEGER.fullmatch(raw):
+        raise ValidationError(name, f"must be an integer, not {raw[:40]!r}")
     return int(raw)
 
 
 def bool_query(request: Request, name: str) -> bool:
-    """Query parameter ``name`` as true/false (absent: false)."""
-    raw = request.query_params.get(name, "").lower()
-    if raw in ("", "false", "0"):
-        return False
-    if raw in ("true", "1"):
-        return True
-    raise ValidationError(name, f"must be true or false, not {raw!r}")
+    """Query parameter ``name`` as ``true`` or ``false`` (absent: false)."""
+    raw = request.query_params.get(name, "false")
+    if raw not in ("true", "false"):
+        raise ValidationError(name, f"must be true or false, not {raw[:40]!r}")
+    return raw == "true"
 
 
-async def json_body(request: Request) -> Any:
-    """The body parsed as JSON; 400 when it is not JSON, 413 when it is too large."""
+async def json_body(request: Request) -> dict[str, Any]:
+    """The body parsed as a JSON object; 400 when it is not JSON or not an object, 413 when
+    it is too large."""
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise HTTPException(413, f"the body is over {MAX_BODY_BYTES} bytes")
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except ValueError as exc:  # also a body that is not UTF-8
         raise HTTPException(400, f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, "the body must be a JSON object")
+    return data
 
 
 def json_object(data: Any, what: str, keys: frozenset[str]) -> dict[str, Any]:

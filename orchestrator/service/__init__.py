@@ -143,6 +143,10 @@ class FloyDeployService:
         """Cancel a run and wait (bounded) until it has stopped."""
         return self.deployments.cancel_deployment(deploy_id)
 
+    def status_revision(self, deploy_id: str) -> tuple[object, ...]:
+        """Changes whenever the run's status would read differently (a cheap read)."""
+        return self.deployments.status_revision(deploy_id)
+
     # -- VersionManager -----------------------------------------------------------------
     def get_service_instance_versions(self, service: str) -> ServiceVersions:
         """The version every instance of ``service`` runs, as last recorded."""
@@ -192,6 +196,7 @@ class FloyDeployService:
     def reap_stale_runs(self) -> list[str]:
         """Close every run whose worker is gone (what each worker does at its start);
         returns the IDs of the runs closed. Reads never do this."""
+        self.settings.require_inventory()  # closing a run probes its instances
         return self.ctx.reaper.reap()
 
     def worker_daemon(self, *, max_runs: int, grace_seconds: float,
@@ -200,6 +205,7 @@ class FloyDeployService:
         ``serve()``; its ``stop()`` is safe from a signal handler)."""
         from orchestrator.engine.daemon import WorkerDaemon
 
+        self.settings.require_inventory()
         return WorkerDaemon(self.settings, self.store, max_runs=max_runs,
                             grace_seconds=grace_seconds, poll_seconds=poll_seconds,
                             listen=listen)
@@ -256,8 +262,13 @@ def open_service(
     *,
     inline: bool = False,
     logger: logging.Logger | None = None,
+    need_inventory: bool = False,
 ) -> FloyDeployService:
     """A ready service with the same settings resolution as the CLI.
+
+    ``need_inventory=True`` checks the inventory directory before the store is opened (the
+    CLI's deploy, rollback, refresh, reap, worker and serve); without it the service still
+    checks it before recording or carrying anything that runs Ansible.
 
     ``inline=True`` carries runs in the calling thread (``execute_deployment`` returns when
     the run has ended); otherwise the settings' ``executor`` decides: ``process`` (the
@@ -267,7 +278,7 @@ def open_service(
     from orchestrator.engine.executors import InlineExecutor, ProcessExecutor, QueueExecutor
     from orchestrator.settings import load_settings
 
-    settings = load_settings(home, db_url, inventory_dir)
+    settings = load_settings(home, db_url, inventory_dir, need_inventory=need_inventory)
     store = Store.open(settings.db_url, io_timeout=settings.db_io_timeout)
     executor: Executor
     if inline:

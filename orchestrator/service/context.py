@@ -84,7 +84,9 @@ class ServiceContext:
     ) -> RunRecord:
         """Reap the dead runs holding these instances, record the new run with its locks,
         and hand it to the executor. If the same request recorded the same ID a moment
-        earlier (a race the idempotency check cannot see), that run is returned instead."""
+        earlier (a race the idempotency check cannot see), that run is returned instead.
+        Nothing is recorded when the inventory directory is unusable (ConfigError)."""
+        self.settings.require_inventory()
         self.reaper.reap_holding(m.instance_id for m in members)
         try:
             self.store.runs.create(run, members)

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from orchestrator.domain import placement, validation
-from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord
+from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord, run_is_stale
 from orchestrator.domain.request import RunRequest
 from orchestrator.engine.reaper import UNCLAIMED_GRACE_SECONDS, lost_reason
 from orchestrator.errors import ConflictError, NotFoundError
@@ -154,6 +154,19 @@ class Deployments:
             rollback_id=run.rollback_run_id or "",
             finished_at=run.finished_at,
         )
+
+    def status_revision(self, deploy_id: str) -> tuple[object, ...]:
+        """A value that changes whenever :meth:`get_deployment_status` of the run would
+        answer differently (one primary-key read): equal revisions, equal statuses. An
+        interface may keep a rendered status while the revision holds."""
+        deploy_id = validation.validate_id("deploy_id", deploy_id)
+        stamp = self.ctx.store.views.run_stamp(deploy_id)
+        if stamp is None:
+            raise NotFoundError("deployment", deploy_id)
+        stale = run_is_stale(_time(stamp.finished_at), stamp.lease_owner,
+                             _time(stamp.lease_expires_at), parse_time(stamp.updated_at),
+                             self.ctx.clock(), UNCLAIMED_GRACE_SECONDS)
+        return (*stamp, stale)
 
     def cancel_deployment(self, deploy_id: str) -> CancelResult:
         """Cancel a deployment or rollback run and wait (bounded) until it has stopped.

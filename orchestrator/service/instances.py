@@ -9,7 +9,7 @@ from orchestrator.ansible.importer import DEFAULT_TIMEOUT, read_inventory_group
 from orchestrator.domain import validation
 from orchestrator.domain.records import HeartbeatRecord
 from orchestrator.domain.validation import validate_instance_spec
-from orchestrator.errors import NotFoundError
+from orchestrator.errors import NotFoundError, ValidationError
 from orchestrator.models import InstanceSpec
 from orchestrator.service.context import ServiceContext
 
@@ -26,6 +26,12 @@ class Registry:
         """Validate and register ``specs`` in one transaction (all or none); an ID already
         registered is a conflict unless ``replace``. Returns the specs as stored."""
         checked = [validate_instance_spec(s) for s in specs]
+        first: dict[str, int] = {}
+        for index, spec in enumerate(checked):
+            if first.setdefault(spec.instance_id, index) != index:
+                raise ValidationError(f"instances[{index}]",
+                                      f"instance {spec.instance_id!r} is already given as "
+                                      f"instances[{first[spec.instance_id]}]")
         self.ctx.store.instances.add(checked, replace=replace)
         self._audit_registered(checked, "register")
         return checked

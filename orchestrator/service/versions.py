@@ -87,6 +87,7 @@ class Versions:
         drift, as read, with the reason in ``error``.
         """
         service = validation.validate_inventory_name("service", service)
+        self.ctx.settings.require_inventory()
         store = self.ctx.store
         records = store.instances.of_service(service)
         if not records:

@@ -123,7 +123,7 @@ class Runs:
                 conn.execute(
                     t.runs.update()
                     .where(t.runs.c.run_id == take_over_from)
-                    .values(rollback_run_id=run.run_id)
+                    .values(rollback_run_id=run.run_id, updated_at=now)
                 )
             busy = conn.execute(
                 sa.select(t.instance_locks.c.instance_id, t.instance_locks.c.run_id)
@@ -267,6 +267,9 @@ class Runs:
                 )
                 .values(status=status.value, error_message=error_message, completed_at=now)
             )
+            if result.rowcount:  # the run's status changed: readers key caches on this
+                conn.execute(t.runs.update().where(t.runs.c.run_id == run_id)
+                             .values(updated_at=now))
             return int(result.rowcount or 0)
 
     def request_cancel(self, run_id: str, actor: str = "") -> datetime:

@@ -29,6 +29,17 @@ class StatusRow(NamedTuple):
     previous_version: str
 
 
+class RunStamp(NamedTuple):
+    """What a run's status depends on, as stored: every write that changes the status
+    moves ``updated_at`` (or closes the run); the lease decides whether it is stale."""
+
+    updated_at: str
+    finished_at: str | None
+    status: str
+    lease_owner: str | None
+    lease_expires_at: str | None
+
+
 class VersionRow(NamedTuple):
     """One instance's version and when it was last updated (as stored)."""
 
@@ -56,6 +67,15 @@ class Views:
                 .order_by(ri.c.position)
             ).all()
             return run_record(row), [StatusRow._make(r) for r in rows]
+
+    def run_stamp(self, run_id: str) -> RunStamp | None:
+        """A run's :class:`RunStamp` (one primary-key read), or None."""
+        r = t.runs
+        with self.db.read() as conn:
+            row = conn.execute(
+                sa.select(r.c.updated_at, r.c.finished_at, r.c.status, r.c.lease_owner,
+                          r.c.lease_expires_at).where(r.c.run_id == run_id)).first()
+        return None if row is None else RunStamp._make(row)
 
     def service_versions(self, service: str) -> list[VersionRow]:
         """Every instance of a service with its version, in ID order."""

@@ -78,10 +78,74 @@ def test_survey_matches_argument_specs(name: str) -> None:
     assert all(v.startswith("floy_") for v in asked)
 
 
-def test_batch_size_choices() -> None:
+#: Batch sizes as they may be typed into the survey (or passed with -e), valid or not.
+BATCH_SIZES: list[object] = [
+    "1", "2", "5", "7", "13", "250", "1000000", "05", "0000100%", "1%", "10%", "33%", "100%",
+    2, 40,
+    "0", "0%", "101%", "1000001", "00000001", "abc", "2.5", "-1", " 2", "2 ", "%", "25 %",
+    "1e3", "5%%", "\uff11", "", 0, -1, True, 2.5,
+]
+
+
+def _playbook_accepts(answers: list[object], tmp_path: Path) -> dict[int, bool]:
+    """Which answers pass playbooks/deploy.yml's own check of floy_batch_size (its first
+    play's tasks, as they are written, run once per answer over a host each)."""
+    import subprocess
+
+    import yaml
+
+    from tests.ecosystem._paths import VENV_BIN, tool_env
+
+    plays = yaml.safe_load((REPO / "playbooks" / "deploy.yml").read_text())
+    (check,) = [play for play in plays if play["name"] == "Check the batching inputs"]
+    assert check["hosts"] == "localhost"  # once per run, on the controller
+    playbook = tmp_path / "check.yml"
+    playbook.write_text(yaml.safe_dump([{**check, "hosts": "all"}]))
+    hosts = {f"answer{n}": {"floy_batch_size": answer, "ansible_connection": "local"}
+             for n, answer in enumerate(answers)}
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), "-f", "10"],
+        env=tool_env(ANSIBLE_CALLBACK_RESULT_FORMAT="json"), capture_output=True, text=True,
+        timeout=300, check=False)
+    recap = {}
+    for line in proc.stdout.splitlines():
+        name, _, counts = line.partition(" : ")
+        if name.strip() in hosts and "failed=" in counts:
+            recap[int(name.strip()[len("answer"):])] = "failed=0" in counts
+    assert len(recap) == len(answers), proc.stdout + proc.stderr
+    for n, ok in recap.items():  # each refusal says what a batch size is
+        line = next((x for x in proc.stdout.splitlines()
+                     if x.startswith(f"fatal: [answer{n}]: FAILED! => ")), "")
+        assert ok or ('"msg": "floy_batch_size must be a number of instances from 1 to 1000000 '
+                      '(5) or a percentage from 1% to 100% (25%), got ') in line, proc.stdout
+    return recap
+
+
+def test_the_batch_size_question_takes_any_count_or_percentage(tmp_path: Path) -> None:
+    """A free-text question (AWX cannot check a pattern): every batch size floy accepts is
+    an answer AWX takes and the playbook runs with; every other one the playbook refuses
+    before the first batch, by floy's own rule (orchestrator.domain.validation)."""
+    from orchestrator.domain.validation import validate_batch_size
+    from orchestrator.errors import ValidationError
+
     for name in ("deploy", "rollback"):
         (question,) = [q for q in _survey(name)["spec"] if q["variable"] == "floy_batch_size"]
-        assert _choices(question) == ["1", "2", "5", "10%", "25%", "50%", "100%"]
+        assert question["type"] == "text", name
+        assert (question["default"], question["min"], question["max"]) == ("1", 1, 8), name
+        assert question["required"] is False, name
+    by_playbook = _playbook_accepts(BATCH_SIZES, tmp_path)
+    for n, answer in enumerate(BATCH_SIZES):
+        try:
+            validate_batch_size("batch_size", answer)
+            by_floy = True
+        except ValidationError:
+            by_floy = False
+        assert by_playbook[n] == by_floy, (answer, by_playbook[n], by_floy)
+        if by_floy and isinstance(answer, str):  # AWX's own rule for a text answer: length
+            assert question["min"] <= len(answer) <= question["max"], answer
+    assert sum(by_playbook.values()) == 15, by_playbook
 
 
 @pytest.mark.parametrize("name", TEMPLATES)

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -191,3 +192,137 @@ def test_deploy_with_an_unusable_lease_or_forks_records_no_run(tmp_path: Path,
     finally:
         store.close()
     assert not (home / "logs").exists(), "no worker was started"
+
+
+# -- 5. an inventory directory floy cannot use: refused before anything is stored or run ------
+# (A mistyped directory used to be accepted: the run had no connection variables, so Ansible
+# fell back to SSH and the role to /opt/floy.)
+def registered_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    store = Store.open(f"sqlite:///{home / 'floy.db'}")
+    store.instances.add([InstanceSpec("hello-1", "hello", "127.0.0.1", 8080, {})])
+    store.close()
+    return home
+
+
+def assert_nothing_stored_or_run(home: Path) -> None:
+    store = Store.open(f"sqlite:///{home / 'floy.db'}")
+    try:
+        counts = table_counts(store)
+        assert counts["runs"] == 0 and counts["run_instances"] == 0, counts
+    finally:
+        store.close()
+    assert not (home / "runs").exists(), "no private data dir was made"
+    assert not (home / "logs").exists(), "no worker was started"
+
+
+DEPLOY = ("deploy", "hello", "1.0.0", "-i", "hello-1", "--url",
+          "https://127.0.0.1:9/hello-1.0.0.tar.gz", "--deploy-id", "d-1")
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda p: None, "which does not exist"),
+    (lambda p: p.mkdir(), "which has no group_vars/ directory"),
+    (lambda p: p.write_text("[hello]\n"), "which is not a directory"),
+])
+def test_deploy_with_an_unusable_inventory_dir_records_no_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make: Any, expected: str
+) -> None:
+    home = registered_home(tmp_path)
+    inventory = tmp_path / "invntory"
+    make(inventory)
+    code, out, err = floy(capsys, home, "--inventory-dir", str(inventory), *DEPLOY)
+    assert_config_error(code, out, err,
+                        f"--inventory-dir (or FLOY_INVENTORY_DIR) names {inventory}, {expected}")
+    assert_nothing_stored_or_run(home)
+
+
+def test_a_mistyped_inventory_dir_in_the_environment_is_refused_by_every_ansible_command(
+    tmp_path: Path
+) -> None:
+    home = registered_home(tmp_path)
+    inventory = tmp_path / "inventory"
+    (inventory / "host_vars").mkdir(parents=True)  # host_vars alone: no group_vars
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOY_")}
+    env["FLOY_INVENTORY_DIR"] = str(inventory)
+    expected = (f"--inventory-dir (or FLOY_INVENTORY_DIR) names {inventory}, which has no "
+                "group_vars/ directory")
+    for args in [DEPLOY, ("rollback", "instance", "hello-1", "0.9.0"),
+                 ("rollback", "batch", "hello", "0.9.0", "--json"), ("refresh", "hello"),
+                 ("reap",), ("worker", "--max-runs", "1"), ("serve", "--port", "0")]:
+        proc = subprocess.run([FLOY, "--home", str(home), *args], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        if "--json" in args:
+            assert proc.returncode == 6 and '"error": "config"' in proc.stderr, proc.stderr
+            assert expected in proc.stderr.replace("\\/", "/"), proc.stderr
+        else:
+            assert_config_error(proc.returncode, proc.stdout, proc.stderr, expected)
+    assert_nothing_stored_or_run(home)
+    # commands that only read the store do not need the inventory
+    proc = subprocess.run([FLOY, "--home", str(home), "versions", "hello", "--json"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and '"hello-1"' in proc.stdout, proc.stderr
+    # ... but probing first does
+    proc = subprocess.run([FLOY, "--home", str(home), "versions", "hello", "--refresh"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert_config_error(proc.returncode, proc.stdout, proc.stderr, expected)
+
+
+def test_a_relative_inventory_dir_option_resolves_against_the_working_directory(
+    tmp_path: Path
+) -> None:
+    home = registered_home(tmp_path)
+    # a usable inventory beside the home (where relative paths used to resolve) ...
+    (tmp_path / "inventory" / "group_vars").mkdir(parents=True)
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOY_")}
+    # ... is not what a relative --inventory-dir typed in another directory names
+    proc = subprocess.run([FLOY, "--home", str(home), "--inventory-dir", "inventory", *DEPLOY],
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert_config_error(proc.returncode, proc.stdout, proc.stderr,
+                        f"--inventory-dir (or FLOY_INVENTORY_DIR) names {cwd / 'inventory'}, "
+                        "which does not exist")
+    assert_nothing_stored_or_run(home)
+
+
+def test_an_inventory_dir_in_config_yml_is_named_with_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = registered_home(tmp_path)
+    config = write_config(home, "inventory_dir: inventorys\n")
+    monkeypatch.chdir(tmp_path / "home")  # config.yml paths do not depend on the cwd
+    code, out, err = floy(capsys, home, *DEPLOY)
+    assert_config_error(code, out, err, f"{config}: inventory_dir names "
+                                        f"{tmp_path / 'inventorys'}, which does not exist")
+    assert_nothing_stored_or_run(home)
+
+
+def test_the_python_api_refuses_to_record_a_run_without_a_usable_inventory(
+    tmp_path: Path
+) -> None:
+    from orchestrator.errors import ConfigError
+    from orchestrator.models import DeployParams, InstanceRollbackParams
+    from orchestrator.service import open_service
+
+    home = registered_home(tmp_path)
+    missing = tmp_path / "nope"
+    svc = open_service(str(home), inventory_dir=str(missing))  # reads need no inventory
+    try:
+        assert svc.get_service_instance_versions("hello").total_instances == 1
+        with pytest.raises(ConfigError, match=f"names {missing}, which does not exist"):
+            svc.execute_deployment(DeployParams(
+                service="hello", version="1.0.0", instances=("hello-1",),
+                package_url="https://127.0.0.1:9/hello-1.0.0.tar.gz", deploy_id="d-1"))
+        with pytest.raises(ConfigError, match="which does not exist"):
+            svc.rollback_instance(InstanceRollbackParams(
+                instance_id="hello-1", target_version="0.9.0",
+                package_url="https://127.0.0.1:9/hello-0.9.0.tar.gz"))
+        with pytest.raises(ConfigError, match="which does not exist"):
+            svc.refresh_versions("hello")
+    finally:
+        svc.store.close()
+    assert_nothing_stored_or_run(home)
+    with pytest.raises(ConfigError, match="which does not exist"):
+        open_service(str(home), inventory_dir=str(missing), need_inventory=True)

@@ -63,6 +63,25 @@ def test_health_failure_switches_back_and_records_failure(floy_env: FloyEnv) -> 
     }
 
 
+def test_an_unhealthy_release_is_not_retried_by_floy(floy_env: FloyEnv) -> None:
+    """The default --retries 3 does not start a release that failed its health check again
+    (it used to: four starts of 9.0.0, alternating with 1.0.0)."""
+    ids = floy_env.register(1)
+    assert floy_env.deploy("1.0.0", ids, "d-ok1").status is Status.COMPLETED
+    status = floy_env.deploy("9.0.0-unhealthy", ids, "d-unhealthy", version="9.0.0",
+                             retry_count=3)
+    inst = status.instances[0]
+    assert status.status is Status.FAILED and inst.status is Status.FAILED
+    assert inst.error_message.startswith("health check failed: "), inst.error_message
+    assert inst.error_message.endswith("; switched back to 1.0.0")
+    assert inst.attempts == 1
+    assert (inst.current_version, floy_env.current(ids[0])) == ("1.0.0", "1.0.0")
+    assert floy_env.answers(ids[0]) == "1.0.0"
+    log = (floy_env.root / "hello" / ids[0] / "shared" / "floy-restart.log").read_text()
+    assert log.count("floy restart of 9.0.0 ") == 1
+    assert log.count("floy restart of 1.0.0 ") == 2  # the first deploy, the switch back
+
+
 @pytest.mark.parametrize("fault", ["404", "sha256"])
 def test_bad_package_fails_only_that_instance(floy_env: FloyEnv, fault: str) -> None:
     ids = floy_env.register(2)

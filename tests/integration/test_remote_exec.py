@@ -218,6 +218,10 @@ def assert_ran_from_the_node_copy(env: FloyEnv, plan: RunPlan) -> None:
     assert f"{copy}/inventory" in command["command"]
     env_vars = command["env"]
     assert env_vars["ANSIBLE_CONFIG"] == "ansible.cfg"
+    # the settings themselves travelled, not playbooks/'s link to the repository root's file
+    config = plan.private_data_dir / "project" / "ansible.cfg"
+    assert config.is_file() and not config.is_symlink()
+    assert "pipelining = True" in config.read_text()
     assert env_vars["ANSIBLE_COLLECTIONS_PATH"].startswith("../collections:")
     assert env_vars["FLOY_RUN_ID"] == plan.run_id
     # (the node's ansible-runner is this repository's .venv: its paths are the node's own)

@@ -13,7 +13,9 @@ import os
 import re
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,13 @@ class Fleet:
         with opener.open(url, timeout=5) as response:
             return json.loads(response.read())
 
+    def starts(self, instance: str) -> dict[str, int]:
+        """How many times the restart command ran, per version (shared/floy-restart.log)."""
+        log = self.instance_dir(instance) / "shared" / "floy-restart.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        found = [re.match(r"^--- \S+ floy restart of (\S+) in ", line) for line in lines]
+        return dict(Counter(m.group(1) for m in found if m))
+
     def leftovers(self, instance: str) -> list[str]:
         """Temporary files or directories floy_release left in the instance."""
         found = []
@@ -86,17 +95,22 @@ class Fleet:
         self,
         version: str,
         host_vars: dict[str, dict[str, Any]],
+        operator_vars: dict[str, Any] | None = None,
         **extra: Any,
     ) -> PlaybookRun:
         """Run deploy.yml for ``version`` on the instances named in ``host_vars``.
 
         Package URL and sha256 go in host vars (extra vars would override them for
-        every host); everything else is an extra var, as floy passes it.
+        every host); ``operator_vars`` are added to the operator's group_vars of the
+        service; everything else is an extra var, as floy passes it.
         """
         inventory_dir = self.workdir / "inventory"
         (inventory_dir / "group_vars").mkdir(parents=True, exist_ok=True)
         for source in OPERATOR_GROUP_VARS.glob("*.yml"):
             (inventory_dir / "group_vars" / source.name).write_text(source.read_text())
+        if operator_vars:
+            with (inventory_dir / "group_vars" / "hello.yml").open("a") as fh:
+                fh.write(yaml.safe_dump(operator_vars))
         hosts = {
             name: {"floy_instance_id": name, "floy_instance_port": self.ports[name], **values}
             for name, values in host_vars.items()
@@ -258,7 +272,7 @@ def test_crash_switches_back(fleet: Fleet, packages: dict[str, tuple[str, str]])
     result = run.releases["h1"]
     assert result["msg"].startswith("health check failed: ")
     assert result["msg"].endswith("; switched back to 1.0.0")
-    assert result["retryable"] is True
+    assert result["retryable"] is False  # a release that does not come up is not retried
     assert result["phase"] == "switch_back"
     assert result["current_version"] == "1.0.0"
     assert fleet.current("h1") == "releases/1.0.0"
@@ -303,6 +317,7 @@ def test_flaky_download_is_retried(
     assert run.releases["h1"]["attempts"] == 3
     assert package_server.request_count(f"/flaky/{key}/") == 3
     assert fleet.health("h1")["version"] == "1.0.0"
+    assert fleet.starts("h1") == {"1.0.0": 1}, "a failed fetch restarts nothing"
 
 
 def test_retry_count_is_the_number_of_retries(
@@ -336,3 +351,205 @@ def test_failure_budget_stops_later_batches(
     assert set(run.releases) == {"h1"}
     for name in ("h2", "h3"):
         assert not fleet.instance_dir(name).exists()
+
+
+def _task_results(run: PlaybookRun, task: str) -> dict[str, dict[str, Any]]:
+    """The results of the task named ``task`` (any play), by host."""
+    found: dict[str, dict[str, Any]] = {}
+    current = ""
+    for line in run.output.splitlines():
+        if line.startswith("TASK ["):
+            current = line[len("TASK ["):].split("]", 1)[0]
+        elif current == task and (match := _RESULT_LINE.match(line)):
+            found[match.group(2)] = json.loads(match.group(3))
+    return found
+
+
+BUDGET_REPORT = "Report the instances not started because the failure budget was spent"
+
+
+def test_the_output_names_the_instances_the_failure_budget_left_unstarted(
+    fleet: Fleet, packages: dict[str, tuple[str, str]], package_server: PackageServer
+) -> None:
+    """What an AWX user reads in the job output: which instances were not started and why,
+    not only skipped=1 in the recap."""
+    host_vars = _all(fleet, packages["1.0.0"])
+    for name in ("h1", "h2"):
+        host_vars[name]["floy_package_url"] = package_server.url("nothing-here.tar.gz")
+
+    run = fleet.run("1.0.0", host_vars, floy_batch_size=1, floy_max_failures=1)
+
+    assert run.rc != 0
+    assert set(run.releases) == {"h1", "h2"}, run.output  # within the budget, h2 started
+    assert not fleet.instance_dir("h3").exists()
+    (report,) = _task_results(run, BUDGET_REPORT).values()  # once, not per instance
+    assert report["msg"] == (
+        "failure budget exhausted: 2 instance(s) failed (h1, h2), more than "
+        "floy_max_failures=1 allows; no further batch was started, so 1 instance(s) were not "
+        "started: h3"), run.output
+    # the failed instances still fail the job, each with its own reason
+    assert run.recap["h1"]["failed"] == 1 and run.recap["h2"]["failed"] == 1
+    assert run.recap["h3"]["failed"] == 0
+
+
+def test_no_budget_report_when_every_batch_started(
+    fleet: Fleet, packages: dict[str, tuple[str, str]], package_server: PackageServer
+) -> None:
+    host_vars = _all(fleet, packages["1.0.0"])
+    host_vars["h3"]["floy_package_url"] = package_server.url("nothing-here.tar.gz")
+
+    # the last batch fails past the budget: nothing was left unstarted
+    run = fleet.run("1.0.0", host_vars, floy_batch_size=1, floy_max_failures=0)
+
+    assert run.rc != 0 and set(run.releases) == {"h1", "h2", "h3"}
+    assert _task_results(run, BUDGET_REPORT) == {}
+    assert "failure budget exhausted" not in run.output
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ({"floy_batch_size": "abc"}, 'floy_batch_size must be a number of instances from 1 to '
+                                 '1000000 (5) or a percentage from 1% to 100% (25%), got "abc"'),
+    ({"floy_batch_size": "0"}, 'got "0"'),
+    ({"floy_batch_size": "150%"}, 'got "150%"'),
+    ({"floy_batch_size": "2.5"}, 'got "2.5"'),
+    ({"floy_batch_size": ""}, 'got ""'),
+    ({"floy_max_failures": -1}, 'floy_max_failures must be a whole number of at least 0, '
+                                'got "-1"'),
+])
+def test_bad_batching_inputs_stop_before_the_first_batch(
+    fleet: Fleet, packages: dict[str, tuple[str, str]], extra: dict[str, Any], expected: str
+) -> None:
+    """Ansible's serial crashes on text ("this is probably a bug") and takes 0, -1 or 150%
+    silently: the survey's free-text batch size is checked first, with a clear message."""
+    run = fleet.run("1.0.0", _all(fleet, packages["1.0.0"]), **extra)
+    assert run.rc != 0
+    assert expected in run.output, run.output
+    assert "probably a bug" not in run.output
+    assert run.releases == {} and not fleet.root.exists()
+
+
+@pytest.mark.parametrize("batch_size", ["2", "05", "34%", 2])
+def test_any_count_or_percentage_is_a_batch_size(
+    fleet: Fleet, packages: dict[str, tuple[str, str]], batch_size: str | int
+) -> None:
+    run = fleet.run("1.0.0", _all(fleet, packages["1.0.0"]), floy_batch_size=batch_size)
+    assert run.rc == 0, run.output
+    assert all(fleet.current(name) == "releases/1.0.0" for name in ("h1", "h2", "h3"))
+
+
+# -- health failures of a new release are not retried; transient faults are, without a second
+# download (floy issue 13: a broken release with --retries 3 was restarted 9 times).
+
+
+def _counted_url(package_server: PackageServer, fleet: Fleet, tag: str, filename: str) -> str:
+    """A URL of ``filename`` whose requests only this test makes (a flaky key, 0 failures)."""
+    return f"{package_server.base_url}/flaky/{tag}-{fleet.workdir.name}/0/pkgs/{filename}"
+
+
+def _downloads(package_server: PackageServer, url: str) -> int:
+    """Requests so far of a URL made by :func:`_counted_url`."""
+    return package_server.request_count(urllib.parse.urlsplit(url).path)
+
+
+def test_an_unhealthy_release_is_started_once_whatever_the_retries(
+    fleet: Fleet, packages: dict[str, tuple[str, str]], package_server: PackageServer
+) -> None:
+    assert fleet.run("1.0.0", _all(fleet, packages["1.0.0"], ("h1",))).rc == 0
+    url = _counted_url(package_server, fleet, "unhealthy", "hello-9.0.0-unhealthy.tar.gz")
+    sha = packages["9.0.0-unhealthy"][1]
+
+    run = fleet.run("9.0.0", {"h1": {"floy_package_url": url, "floy_package_sha256": sha}},
+                    floy_retry_count=3, floy_health_timeout=2)
+
+    assert run.rc != 0
+    result = run.releases["h1"]
+    assert result["msg"].startswith("health check failed: "), result["msg"]
+    assert "answered HTTP 500" in result["msg"]
+    assert result["msg"].endswith("; switched back to 1.0.0")
+    assert result["retryable"] is False
+    assert result["attempts"] == 1, "retries 3, yet one attempt"
+    assert result["health_attempts"] == 1
+    assert fleet.starts("h1") == {"1.0.0": 2, "9.0.0": 1}, "9.0.0 once, then 1.0.0 once again"
+    assert _downloads(package_server, url) == 1, "downloaded once"
+    assert fleet.current("h1") == "releases/1.0.0"
+    assert fleet.health("h1")["version"] == "1.0.0"
+    assert fleet.state("h1")["version"] == "1.0.0"
+    assert run.recap["h1"]["failed"] == 1
+    assert "health check failed: " in run.output.split("PLAY [Report failed instances]")[1]
+
+
+def test_health_retries_restart_the_new_release_in_place(
+    fleet: Fleet, packages: dict[str, tuple[str, str]], package_server: PackageServer
+) -> None:
+    """floy_health_retries, an operator setting (group_vars): more starts of the new release,
+    in place, then one switch back; still one download and one attempt of the task."""
+    assert fleet.run("1.0.0", _all(fleet, packages["1.0.0"], ("h1",))).rc == 0
+    url = _counted_url(package_server, fleet, "health-retries", "hello-9.0.0-unhealthy.tar.gz")
+    sha = packages["9.0.0-unhealthy"][1]
+
+    run = fleet.run("9.0.0", {"h1": {"floy_package_url": url, "floy_package_sha256": sha}},
+                    operator_vars={"floy_health_retries": 2},
+                    floy_retry_count=3, floy_health_timeout=1)
+
+    assert run.rc != 0
+    result = run.releases["h1"]
+    assert result["msg"].startswith("health check failed: "), result["msg"]
+    assert result["msg"].endswith(" (started 3 times); switched back to 1.0.0")
+    assert (result["health_attempts"], result["attempts"], result["retryable"]) == (3, 1, False)
+    assert fleet.starts("h1") == {"1.0.0": 2, "9.0.0": 3}, "never switched back in between"
+    assert _downloads(package_server, url) == 1
+    assert fleet.current("h1") == "releases/1.0.0"
+    assert fleet.health("h1")["version"] == "1.0.0"
+
+
+def test_health_retries_bring_up_a_slow_starter(
+    fleet: Fleet, packages: dict[str, tuple[str, str]]
+) -> None:
+    """A restart command that fails on its first start comes up on the second, in place."""
+    assert fleet.run("1.0.0", _all(fleet, packages["1.0.0"], ("h1",))).rc == 0
+    first_fails = (
+        'if [ ! -e "$FLOY_SHARED_DIR/started-once" ]; then '
+        'touch "$FLOY_SHARED_DIR/started-once"; exit 1; fi; exec bin/restart'
+    )
+
+    run = fleet.run("2.0.0", _all(fleet, packages["2.0.0"], ("h1",)),
+                    operator_vars={"floy_health_retries": 1}, floy_restart_command=first_fails)
+
+    assert run.rc == 0, run.output
+    result = run.releases["h1"]
+    assert result["msg"] == "released 2.0.0 (was 1.0.0)"
+    assert (result["health_attempts"], result["downloaded"]) == (2, True)
+    assert fleet.starts("h1") == {"1.0.0": 1, "2.0.0": 2}
+    assert fleet.health("h1")["version"] == "2.0.0"
+
+
+def test_a_retry_after_the_download_does_not_download_again(
+    fleet: Fleet, packages: dict[str, tuple[str, str]], package_server: PackageServer
+) -> None:
+    """The module dies after it installed and switched (its restart command SIGKILLs it, as
+    an OOM kill or a lost host would): the task retries, and the retry reuses the complete
+    releases/2.0.0 instead of fetching it again."""
+    assert fleet.run("1.0.0", _all(fleet, packages["1.0.0"], ("h1",))).rc == 0
+    url = _counted_url(package_server, fleet, "killed", "hello-2.0.0.tar.gz")
+    kill_once = (
+        'if [ ! -e "$FLOY_SHARED_DIR/killed-once" ]; then '
+        'touch "$FLOY_SHARED_DIR/killed-once"; kill -KILL "$PPID"; exit 1; fi; exec bin/restart'
+    )
+
+    run = fleet.run(
+        "2.0.0",
+        {"h1": {"floy_package_url": url, "floy_package_sha256": packages["2.0.0"][1]}},
+        floy_retry_count=3, floy_restart_command=kill_once,
+    )
+
+    assert run.rc == 0, run.output
+    result = run.releases["h1"]
+    assert result["attempts"] == 2
+    assert result["downloaded"] is False, "the retry reused releases/2.0.0"
+    assert result["current_version"] == "2.0.0"
+    assert _downloads(package_server, url) == 1, "downloaded once"
+    assert fleet.starts("h1") == {"1.0.0": 1, "2.0.0": 2}
+    assert fleet.health("h1")["version"] == "2.0.0"
+    state = fleet.state("h1")
+    assert (state["version"], state["previous_version"]) == ("2.0.0", "1.0.0")
+    assert fleet.leftovers("h1") == []

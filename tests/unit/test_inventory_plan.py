@@ -111,6 +111,44 @@ def test_bake_deploy_plan(tmp_path: Path) -> None:
     assert module.is_file()
 
 
+def test_operator_group_vars_and_host_vars_reach_the_rendered_inventory(tmp_path: Path) -> None:
+    """The inventory floy renders for a run is read by Ansible with the operator's
+    group_vars/ and host_vars/ beside it: a host's own file wins over its groups'."""
+    import json
+    import subprocess
+    import sys
+
+    from orchestrator.ansible.runner import materialise
+
+    operator = tmp_path / "inventory"
+    (operator / "group_vars").mkdir(parents=True)
+    (operator / "host_vars").mkdir()
+    (operator / "group_vars" / "all.yml").write_text(
+        "ansible_connection: local\nfloy_root: /srv/all\nlevel: all\n")
+    (operator / "group_vars" / "hello.yml").write_text("level: service\n")
+    (operator / "host_vars" / "a-2.yml").write_text(
+        "ansible_connection: ssh\nansible_port: 2222\nlevel: host\n")
+    settings = load_settings(home=tmp_path / "home", inventory_dir=operator, environ={},
+                             need_inventory=True)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    run = RunRecord("d-1", "deploy", "hello", "2.0.0", Status.PENDING, RunRequest(
+        ("a-1", "a-2"), "https://127.0.0.1/pkgs/x.tar.gz"), "me", now, now)
+    plan = bake(settings, run, [_instance("a-1"), _instance("a-2")],
+                deploy_extravars(run, settings))
+    inventory, _vars = materialise(plan)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(inventory),
+         "--list"], capture_output=True, text=True, check=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"})
+    hostvars = json.loads(proc.stdout)["_meta"]["hostvars"]
+    assert hostvars["a-1"]["level"] == "service" and hostvars["a-1"]["floy_root"] == "/srv/all"
+    assert hostvars["a-1"]["ansible_connection"] == "local"
+    assert hostvars["a-2"]["level"] == "host" and hostvars["a-2"]["ansible_port"] == 2222
+    assert hostvars["a-2"]["ansible_connection"] == "ssh"
+    # floy's own, from hosts.yml (tagged !unsafe)
+    assert hostvars["a-2"]["ansible_host"] == {"__ansible_unsafe": "127.0.0.1"}
+
+
 def test_write_atomic_is_owner_only(tmp_path: Path) -> None:
     target = tmp_path / "d" / "f.yml"
     write_atomic(target, "a: 1\n")

@@ -236,3 +236,110 @@ def test_execution_nodes_resolve_their_paths_and_reach_a_worker(tmp_path: Path) 
                                      "identity_file": str(tmp_path / "keys/id"),
                                      "known_hosts": "/k/hosts"}}
     assert Settings.from_json(settings.to_json()).nodes == settings.nodes
+
+
+# -- the operator inventory directory: where a relative one resolves, and what is refused ------
+def _inventory(path: Path) -> Path:
+    (path / "group_vars").mkdir(parents=True)
+    (path / "group_vars" / "all.yml").write_text("ansible_connection: local\n")
+    return path
+
+
+def test_a_relative_inventory_dir_resolves_against_cwd_from_options_and_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = _home(tmp_path, {"inventory_dir": "inv"})
+    elsewhere = tmp_path / "work" / "here"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    # config.yml has no working directory: relative to the home's parent, as before
+    s = load_settings(home=home, environ={})
+    assert (s.inventory_dir, s.inventory_source) == (tmp_path / "inv",
+                                                     f"{home / 'config.yml'}: inventory_dir")
+    # a variable or an option was typed somewhere: relative to the working directory
+    s = load_settings(home=home, environ={"FLOY_INVENTORY_DIR": "inv"})
+    assert (s.inventory_dir, s.inventory_source) == (elsewhere / "inv", "FLOY_INVENTORY_DIR")
+    for given in ("../inv", Path("../inv")):
+        s = load_settings(home=home, inventory_dir=given, environ={})
+        assert s.inventory_dir == (elsewhere / "../inv").absolute()
+        assert s.inventory_source == "--inventory-dir (or FLOY_INVENTORY_DIR)"
+    # the same rule for the playbook directory's variable
+    s = load_settings(home=home, environ={"FLOY_PLAYBOOK_DIR": "pb"})
+    assert s.playbook_dir == elsewhere / "pb"
+    # ~ and absolute paths are taken as they are
+    s = load_settings(home=home, inventory_dir="/abs/inv", environ={})
+    assert s.inventory_dir == Path("/abs/inv")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_settings(home=home, inventory_dir="~/inv", environ={}).inventory_dir == (
+        tmp_path / "inv")
+
+
+def test_the_default_inventory_dir_is_usable_and_named_as_the_default(tmp_path: Path) -> None:
+    s = load_settings(home=_home(tmp_path), environ={}, need_inventory=True)
+    assert (s.inventory_dir, s.inventory_source) == (DEFAULT_INVENTORY_DIR,
+                                                     "the default inventory_dir")
+
+
+def test_an_inventory_dir_is_checked_only_when_needed(tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    missing = tmp_path / "invntory"
+    s = load_settings(home=home, inventory_dir=missing, environ={})  # status, versions, ...
+    assert s.inventory_dir == missing
+    with pytest.raises(ConfigError) as err:
+        s.require_inventory()
+    assert str(err.value) == (f"--inventory-dir (or FLOY_INVENTORY_DIR) names {missing}, "
+                              "which does not exist")
+    assert Settings.from_json(s.to_json()).inventory_source == s.inventory_source
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda p: None, "which does not exist"),
+    (lambda p: p.write_text("not a dir\n"), "which is not a directory"),
+    (lambda p: p.mkdir(), "which has no group_vars/ directory"),
+    (lambda p: (p / "host_vars").mkdir(parents=True), "which has no group_vars/ directory"),
+    (lambda p: (p.mkdir(), (p / "group_vars").write_text("x\n")),
+     "which has no group_vars/ directory"),
+    (lambda p: (_inventory(p), (p / "host_vars").write_text("x\n")),
+     "whose host_vars is not a directory"),
+])
+def test_an_unusable_inventory_dir_names_the_path_and_where_it_came_from(
+    tmp_path: Path, make: Any, expected: str
+) -> None:
+    inventory = tmp_path / "inventory"
+    make(inventory)
+    home = _home(tmp_path, {"inventory_dir": "inventory"})
+    message = _refused(home, need_inventory=True)
+    assert message.startswith(f"{home / 'config.yml'}: inventory_dir names {inventory}, "), message
+    assert expected in message, message
+    message = _refused(home, {"FLOY_INVENTORY_DIR": str(inventory)}, need_inventory=True)
+    assert message.startswith(f"FLOY_INVENTORY_DIR names {inventory}, {expected}"), message
+
+
+@pytest.mark.parametrize("unreadable", ["", "group_vars", "group_vars/all.yml",
+                                        "host_vars/web-1.yml"])
+def test_an_unreadable_inventory_dir_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                unreadable: str) -> None:
+    # as root nothing is unreadable, so os.access answers for a user who may not read it
+    import os
+
+    inventory = _inventory(tmp_path / "inventory")
+    (inventory / "host_vars").mkdir()
+    (inventory / "host_vars" / "web-1.yml").write_text("ansible_port: 2222\n")
+    denied = inventory / unreadable if unreadable else inventory
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        Path(path) != denied and real_access(path, mode, **kw)))
+    message = _refused(_home(tmp_path), inventory_dir=inventory, need_inventory=True)
+    assert message.startswith(f"--inventory-dir (or FLOY_INVENTORY_DIR) names {inventory}, "
+                              ), message
+    assert f"{denied} is not readable by this user" in message or (
+        not unreadable and "which is not readable by this user" in message), message
+
+
+def test_a_usable_inventory_dir_passes(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inventory")
+    (inventory / "host_vars").mkdir()
+    (inventory / "host_vars" / "web-1.yml").write_text("ansible_port: 2222\n")
+    s = load_settings(home=_home(tmp_path), inventory_dir=inventory, environ={},
+                      need_inventory=True)
+    assert s.inventory_dir == inventory

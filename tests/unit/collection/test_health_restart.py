@@ -89,6 +89,78 @@ def test_no_answer_until_the_deadline(server: http.server.ThreadingHTTPServer) -
     assert health.check_health(url, time.monotonic() - 1, "") == "no answer"
 
 
+# -- retry_start: health_retries re-run the restart and health check in place -----------------
+
+
+class _Starts:
+    """A scripted ``start()``: each outcome is None (healthy), a problem, or an exception."""
+
+    def __init__(self, *outcomes: object) -> None:
+        self.outcomes = list(outcomes)
+        self.calls = 0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> object:
+        outcome = self.outcomes[min(self.calls, len(self.outcomes) - 1)]
+        self.calls += 1
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def _retry(starts: _Starts, retries: int, delay: float = 2, left: float = 100) -> object:
+    return health.retry_start(starts, retries, delay, lambda: left, sleep=starts.sleep)
+
+
+def test_a_healthy_start_is_not_repeated() -> None:
+    starts = _Starts(None)
+    assert _retry(starts, 3) is None
+    assert starts.calls == 1 and starts.sleeps == []
+
+
+def test_no_health_retries_by_default_one_start() -> None:
+    starts = _Starts("unhealthy")
+    assert _retry(starts, 0) == "unhealthy"
+    assert starts.calls == 1 and starts.sleeps == []
+    failing = _Starts(errors.StartFailed("restart command failed"))
+    with pytest.raises(errors.StartFailed, match="restart command failed"):
+        _retry(failing, 0)
+    assert failing.calls == 1
+
+
+def test_health_retries_start_again_until_healthy() -> None:
+    starts = _Starts("refused", errors.StartFailed("exit 1"), None, "never reached")
+    assert _retry(starts, 5, delay=3) is None
+    assert starts.calls == 3 and starts.sleeps == [3, 3]
+
+
+def test_health_retries_end_with_the_last_failure() -> None:
+    starts = _Starts("one", "two", "three")
+    assert _retry(starts, 2) == "three"
+    assert starts.calls == 3 and len(starts.sleeps) == 2
+    failing = _Starts("one", errors.StartFailed("last"))
+    with pytest.raises(errors.StartFailed, match="last"):
+        _retry(failing, 1)
+
+
+def test_no_start_again_without_time_for_it() -> None:
+    starts = _Starts("unhealthy")
+    assert _retry(starts, 5, delay=2, left=2) == "unhealthy"
+    assert starts.calls == 1 and starts.sleeps == []
+
+
+@pytest.mark.parametrize("exc", [errors.DeadlineExceeded(30, "restart"),
+                                 errors.ReleaseError("cancelled while restart")])
+def test_the_deadline_or_a_cancel_is_never_started_again(exc: Exception) -> None:
+    starts = _Starts(exc, None)
+    with pytest.raises(type(exc)):
+        _retry(starts, 5)
+    assert starts.calls == 1
+
+
 def test_the_deadline_message() -> None:
     assert errors.DeadlineExceeded(30).msg == "timed out after 30 s"
     exc = errors.DeadlineExceeded(30, "health check: no answer")
@@ -96,6 +168,8 @@ def test_the_deadline_message() -> None:
     assert isinstance(exc, errors.ReleaseError) and not exc.retryable
     assert exc.detail == "health check: no answer"
     assert errors.ReleaseError("x", retryable=True).retryable
+    start_failed = errors.StartFailed("restart command failed")
+    assert isinstance(start_failed, errors.ReleaseError) and not start_failed.retryable
 
 
 def test_sigterm_cancels_naming_the_phase(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,7 +222,8 @@ def test_a_failed_restart_reports_the_log_tail(layout: object) -> None:
     with pytest.raises(errors.ReleaseError) as caught:
         restart.run_restart("echo first; echo boom >&2; exit 3", layout, "1.0.0",
                             _env(layout), time.monotonic() + 10, 300, "still running")
-    assert caught.value.retryable
+    # The release is at fault, not the network: not retried by running the module again.
+    assert isinstance(caught.value, errors.StartFailed) and not caught.value.retryable
     log_path = layout.restart_log_path  # type: ignore[attr-defined]
     assert caught.value.msg.startswith(
         f"restart command failed with exit status 3 for 1.0.0 (see {log_path}): --- ")

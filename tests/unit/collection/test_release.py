@@ -4,8 +4,12 @@ the real HTTPS package server. What it leaves on disk is read back with floy_pro
 
 from __future__ import annotations
 
+import http.server
 import os
+import signal
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ from sample.pkgserver import PackageServer
 from tests.unit.collection._collection import fake_module, plugin
 
 layout_mod = plugin("module_utils.floy_layout")
+cancel_mod = plugin("module_utils.floy_cancel")
 floy_release = plugin("modules.floy_release")
 floy_probe = plugin("modules.floy_probe")
 ReleaseError = floy_release.ReleaseError
@@ -179,7 +184,9 @@ def test_a_failed_restart_switches_back(make: Any, instance_dir: str) -> None:
     release = make("2.0.0", restart_command='test "$FLOY_VERSION" = 1.0.0')
     with pytest.raises(ReleaseError) as caught:
         run(release)
-    assert caught.value.retryable is True
+    # The release is at fault: switched back once, not worth running the module again.
+    assert caught.value.retryable is False
+    assert release.health_attempts == 1
     assert caught.value.msg.startswith("restart command failed with exit status 1 for 2.0.0")
     assert caught.value.msg.endswith("switched back to 1.0.0")
     assert os.readlink(layout.current_link) == "releases/1.0.0"
@@ -187,6 +194,150 @@ def test_a_failed_restart_switches_back(make: Any, instance_dir: str) -> None:
     assert not os.path.exists(layout.restart_record_path)
     log = Path(layout.restart_log_path).read_text()
     assert "floy restart of 2.0.0" in log and "floy restart of 1.0.0" in log
+
+
+def _starts(layout: Any) -> dict[str, int]:
+    """How many times the restart command ran for each version (floy-restart.log)."""
+    log = Path(layout.restart_log_path).read_text()
+    return {v: log.count(f"floy restart of {v} ") for v in ("1.0.0", "2.0.0")}
+
+
+def _on_1_with_2_installed(instance_dir: str) -> Any:
+    layout = preinstall(instance_dir, "1.0.0", "2.0.0")
+    layout_mod.switch_current(layout, "releases/1.0.0")
+    layout_mod.write_json_atomic(layout.state_path, {"version": "1.0.0", "deploy_id": "d-1"})
+    return layout
+
+
+@pytest.fixture
+def serves_1() -> Iterator[int]:
+    """A port whose app answers ``{"version": "1.0.0"}`` whatever runs: 2.0.0 never comes up."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status": "ok", "version": "1.0.0"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_failed_health_check_switches_back_once_and_is_not_retryable(
+    make: Any, instance_dir: str, serves_1: int
+) -> None:
+    layout = _on_1_with_2_installed(instance_dir)
+    release = make("2.0.0", restart_command="true", port=serves_1, health_timeout=1,
+                   health_expect='"version": "2.0.0"', health_retry_delay=0)
+    with pytest.raises(ReleaseError) as caught:
+        run(release)
+    assert caught.value.msg.startswith("health check failed: http://127.0.0.1:")
+    assert caught.value.msg.endswith("; switched back to 1.0.0")
+    assert "started" not in caught.value.msg
+    assert caught.value.retryable is False
+    assert release.health_attempts == 1
+    assert _starts(layout) == {"2.0.0": 1, "1.0.0": 1}
+    assert os.readlink(layout.current_link) == "releases/1.0.0"
+    assert layout_mod.read_json(layout.state_path) == {"version": "1.0.0", "deploy_id": "d-1"}
+
+
+# A restart command that fails for 2.0.0 until its ``ok_from``-th start (counted in shared/).
+_FLAKY_START = (
+    'n=$(cat "$FLOY_SHARED_DIR/starts" 2>/dev/null || echo 0); n=$((n + 1)); '
+    'echo "$n" > "$FLOY_SHARED_DIR/starts"; '
+    'test "$FLOY_VERSION" = 1.0.0 || test "$n" -ge {ok_from}'
+)
+
+
+def test_health_retries_restart_the_new_release_in_place(make: Any, instance_dir: str) -> None:
+    layout = _on_1_with_2_installed(instance_dir)
+    release = make("2.0.0", restart_command=_FLAKY_START.format(ok_from=3),
+                   health_retries=3, health_retry_delay=0)
+    result = run(release)
+    assert result["msg"] == "released 2.0.0 (was 1.0.0)"
+    assert result["health_attempts"] == 3 and result["downloaded"] is False
+    assert _starts(layout) == {"2.0.0": 3, "1.0.0": 0}, "never switched back in between"
+    assert os.readlink(layout.current_link) == "releases/2.0.0"
+
+
+def test_health_retries_used_up_switch_back_once(make: Any, instance_dir: str) -> None:
+    layout = _on_1_with_2_installed(instance_dir)
+    release = make("2.0.0", restart_command=_FLAKY_START.format(ok_from=99),
+                   health_retries=1, health_retry_delay=0)
+    with pytest.raises(ReleaseError) as caught:
+        run(release)
+    assert caught.value.msg.startswith("restart command failed with exit status 1 for 2.0.0")
+    assert caught.value.msg.endswith(" (started 2 times); switched back to 1.0.0")
+    assert caught.value.retryable is False
+    assert _starts(layout) == {"2.0.0": 2, "1.0.0": 1}
+    assert os.readlink(layout.current_link) == "releases/1.0.0"
+
+
+@pytest.mark.parametrize(("params", "needle"), [
+    ({"health_retries": -1}, "invalid health_retries -1"),
+    ({"health_retry_delay": -1}, "health_retry_delay -1"),
+])
+def test_validate_refuses_negative_health_retries(make: Any, params: dict[str, Any],
+                                                  needle: str) -> None:
+    with pytest.raises(ReleaseError, match=needle):
+        make("1.0.0", **params).validate()
+
+
+def test_a_cancel_keeps_the_release_it_unpacked_for_the_retry(
+    make: Any, instance_dir: str, packages: dict[str, tuple[str, str]],
+    package_server: PackageServer,
+) -> None:
+    """A cancel (or a lost controller over SSH: the same SIGTERM) switches back but keeps the
+    complete release it downloaded: the retry after an unreachable host reuses it."""
+    ca = str(package_server.ca_bundle)
+    url1, sha1 = packages["1.0.0"]
+    run(make("1.0.0", package_url=url1, package_sha256=sha1, ca_bundle=ca, restart_command="true"))
+    url2, sha2 = packages["2.0.0"]
+    # The restart command of 2.0.0 cancels the release: SIGTERM to its parent, this process.
+    cancel_2 = 'if [ "$FLOY_VERSION" = 2.0.0 ]; then kill -TERM "$PPID"; sleep 5; fi'
+    previous = signal.signal(signal.SIGTERM, cancel_mod.on_sigterm)
+    try:
+        with pytest.raises(ReleaseError) as caught:
+            run(make("2.0.0", package_url=url2, package_sha256=sha2, ca_bundle=ca,
+                     restart_command=cancel_2))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert caught.value.msg == "cancelled while restart; switched back to 1.0.0"
+    layout = layout_mod.InstanceLayout(instance_dir)
+    assert os.readlink(layout.current_link) == "releases/1.0.0"
+    assert layout_mod.complete_record(layout, "2.0.0")["sha256"] == sha2
+
+    before = package_server.request_count(urllib.parse.urlsplit(url2).path)
+    again = run(make("2.0.0", package_url=url2, package_sha256=sha2, ca_bundle=ca,
+                     restart_command="true"))
+    assert again["msg"] == "released 2.0.0 (was 1.0.0)" and again["downloaded"] is False
+    assert package_server.request_count(urllib.parse.urlsplit(url2).path) == before
+
+
+def test_a_failed_start_of_a_fresh_release_removes_it(
+    make: Any, instance_dir: str, packages: dict[str, tuple[str, str]],
+    package_server: PackageServer,
+) -> None:
+    """Unlike a cancel, a release that did not come up is removed: a fixed package published
+    under the same version is downloaded next time, not the broken one reused."""
+    ca = str(package_server.ca_bundle)
+    url1, sha1 = packages["1.0.0"]
+    run(make("1.0.0", package_url=url1, package_sha256=sha1, ca_bundle=ca, restart_command="true"))
+    url2, sha2 = packages["2.0.0"]
+    with pytest.raises(ReleaseError, match=r"switched back to 1\.0\.0"):
+        run(make("2.0.0", package_url=url2, package_sha256=sha2, ca_bundle=ca,
+                 restart_command='test "$FLOY_VERSION" = 1.0.0'))
+    layout = layout_mod.InstanceLayout(instance_dir)
+    assert not os.path.exists(layout.release_dir("2.0.0"))
+    assert layout_mod.read_record(layout, "2.0.0") is None
 
 
 def test_prune_keeps_current_previous_and_the_newest_complete(make: Any,

@@ -1,8 +1,14 @@
 # Copyright: floy contributors
 # Apache License 2.0 (see the repository's pyproject.toml)
-"""The failures of a release: ReleaseError, with whether retrying could help, and the
+"""The failures of a release: ReleaseError, with whether retrying could help; the
 deadline failure DeadlineExceeded, whose message reads ``timed out after N s`` then an
-optional detail in parentheses (floy_release's RETURN documents that form of ``msg``).
+optional detail in parentheses (floy_release's RETURN documents that form of ``msg``); and
+StartFailed, a new release whose restart command failed.
+
+Retrying means running the whole module again (the role's ``until``): that is for transient
+faults of the fetch and the connection only. A release that was switched to and did not
+come up (StartFailed, or a failed health check) is switched back once and not retried that
+way; only the module's ``health_retries`` restart it again, in place.
 
 The cancel (SIGTERM) is one more of them: see floy_cancel.Cancelled.
 
@@ -30,3 +36,11 @@ class DeadlineExceeded(ReleaseError):
             msg += " (%s)" % detail
         super().__init__(msg, retryable=False)
         self.detail = detail
+
+
+class StartFailed(ReleaseError):
+    """The restart command of a release failed. The release is at fault, not the network:
+    not retryable (health_retries re-runs the restart in place instead)."""
+
+    def __init__(self, msg):
+        super().__init__(msg, retryable=False)

@@ -7,6 +7,11 @@ Plain HTTP, never through a proxy: the check talks to the instance on its own ho
 :func:`check_health` returns None when healthy, else the last problem seen, as text for
 the release's message; the caller decides what a problem means (switch back, restart).
 
+:func:`retry_start` is the one place a release that does not come up is tried again: its
+restart and health check re-run in place, up to ``health_retries`` times (0 by default),
+never a new download or switch. The module as a whole is retried (the role's ``until``)
+only for transient faults of the fetch and the connection.
+
 Standard library only, Python 3.8 compatible: this runs on the target's interpreter.
 """
 
@@ -16,6 +21,8 @@ import http.client
 import time
 import urllib.error
 import urllib.request
+
+from ansible_collections.floy.release.plugins.module_utils.floy_errors import StartFailed
 
 #: Seconds between polls, and during the first second (most apps come up within it).
 HEALTH_POLL = 0.5
@@ -61,3 +68,27 @@ def check_health(url, deadline, expect):
         # Poll faster during the first second: most apps come up within it.
         interval = HEALTH_FAST_POLL if time.monotonic() - started < 1.0 else HEALTH_POLL
         time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+
+
+def retry_start(start, retries, delay, remaining, sleep=time.sleep):
+    """Start a release until it is healthy, at most ``1 + retries`` times.
+
+    ``start()`` runs the restart command and the health check once: it returns None when
+    healthy, else the problem seen, and raises StartFailed when the restart command fails.
+    It is called again, ``delay`` seconds later, only while starts are left and
+    ``remaining()`` (seconds to the release's deadline) exceeds ``delay``. Returns None or
+    the last problem; the last StartFailed passes through, as does anything else ``start``
+    raises (the deadline, a cancel) at once.
+    """
+    starts = 0
+    while True:
+        starts += 1
+        try:
+            problem = start()
+        except StartFailed:
+            if starts > retries or remaining() <= delay:
+                raise
+        else:
+            if problem is None or starts > retries or remaining() <= delay:
+                return problem
+        sleep(delay)

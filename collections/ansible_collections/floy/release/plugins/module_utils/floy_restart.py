@@ -20,7 +20,7 @@ import time
 
 from ansible_collections.floy.release.plugins.module_utils.floy_errors import (
     DeadlineExceeded,
-    ReleaseError,
+    StartFailed,
 )
 from ansible_collections.floy.release.plugins.module_utils.floy_layout import utc_now
 from ansible_collections.floy.release.plugins.module_utils.floy_process_groups import (
@@ -54,8 +54,8 @@ def restart_environment(layout, service, instance_id, version, port):
 def run_restart(command, layout, version, env, deadline, timeout, detail_on_timeout):
     """Run ``command`` in releases/<version> until it exits or ``deadline`` (monotonic).
 
-    Raises DeadlineExceeded(timeout, detail_on_timeout) at the deadline and ReleaseError
-    (retryable, with the log's last lines) on a non-zero exit; anything raised while it
+    Raises DeadlineExceeded(timeout, detail_on_timeout) at the deadline and StartFailed
+    (not retryable, with the log's last lines) on a non-zero exit; anything raised while it
     runs (a Cancelled) kills its group and passes through.
     """
     release_dir = layout.release_dir(version)
@@ -95,10 +95,9 @@ def run_restart(command, layout, version, env, deadline, timeout, detail_on_time
         # A failed (or killed) restart command may have left children in its group
         # (what it was starting): this release is going back, so nothing of it stays.
         kill_group(proc)
-        raise ReleaseError(
+        raise StartFailed(
             "restart command failed with exit status %d for %s (see %s)%s"
-            % (rc, version, log_path, log_tail(log_path)),
-            retryable=True,
+            % (rc, version, log_path, log_tail(log_path))
         )
 
 

@@ -16,8 +16,12 @@ description:
     sha256 check), unpacks it into a temporary directory inside C(releases/),
     renames it to C(releases/<version>), switches the C(current) symlink
     atomically, runs the restart command and checks health over HTTP.
-  - When the health check fails, switches C(current) back to the previous
-    release and restarts it, so the previous version serves again.
+  - When the restart command or the health check of the new release fails, switches
+    C(current) back to the previous release once and restarts it, so the previous version
+    serves again, and fails with C(retryable=false) - a release that does not come up is
+    not worth downloading, switching and restarting again. With I(health_retries), the
+    restart and health check are first re-run in place (no new download, no switch back
+    in between).
   - If C(releases/<version>) is already installed and complete, only switches
     and restarts (the rollback fast path).
   - Host layout, under I(instance_dir) -
@@ -104,6 +108,21 @@ options:
     description: Substring the health response body must contain (e.g. the version).
     type: str
     default: ""
+  health_retries:
+    description:
+      - How many more times to run the restart command and the health check of the new
+        release when it does not come up (the restart command fails or the health check
+        does not pass), before switching back. In place - nothing is downloaded or
+        switched again, and I(timeout) still bounds the whole run.
+      - 0 (the default) switches back after the first failed start.
+    type: int
+    default: 0
+    version_added: "0.2.0"
+  health_retry_delay:
+    description: Seconds between two starts of the new release under I(health_retries).
+    type: int
+    default: 2
+    version_added: "0.2.0"
   keep_releases:
     description: Number of releases to keep; the current and previous ones are always kept.
     type: int
@@ -200,11 +219,21 @@ release_dir:
   type: str
 retryable:
   description: >-
-    True for transient faults (connection errors, HTTP 5xx, restart or health
-    check failure, a busy instance); false for HTTP 4xx, sha256 mismatch, bad
-    archive, bad input and timeouts.
+    True for transient faults of the fetch and the connection (connection errors and
+    resets, socket timeouts, HTTP 5xx, 408 and 429) and a busy instance, which running
+    the module again can cure (a complete C(releases/<version>) is then reused, not
+    downloaded again); false for everything else - a new release whose restart command
+    or health check failed (already switched back), HTTP 4xx, sha256 mismatch, bad
+    archive, bad input, a cancel and the deadline.
   returned: always
   type: bool
+health_attempts:
+  description: >-
+    How many times the restart command and health check of the release ran in this
+    run - 0 when they were not reached, at most 1 + I(health_retries).
+  returned: always
+  type: int
+  version_added: "0.2.0"
 msg:
   description: What happened. A deadline failure reads C(timed out after N s) then optional detail.
   returned: always
@@ -232,6 +261,7 @@ from ansible_collections.floy.release.plugins.module_utils.floy_archive import (
 )
 from ansible_collections.floy.release.plugins.module_utils.floy_cancel import (  # noqa: E402
     CURRENT_PHASE,
+    Cancelled,
     on_sigterm,
     watch_controller,
 )
@@ -246,10 +276,12 @@ from ansible_collections.floy.release.plugins.module_utils.floy_download import 
 from ansible_collections.floy.release.plugins.module_utils.floy_errors import (  # noqa: E402
     DeadlineExceeded,
     ReleaseError,
+    StartFailed,
 )
 from ansible_collections.floy.release.plugins.module_utils.floy_health import (  # noqa: E402
     check_health,
     health_url,
+    retry_start,
 )
 from ansible_collections.floy.release.plugins.module_utils.floy_install import (  # noqa: E402
     install_release,
@@ -318,6 +350,7 @@ class Release:
         self.temp_paths = []
         self.lock_fd = None
         self.state_written = False
+        self.health_attempts = 0
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -349,6 +382,7 @@ class Release:
             sha256=self.sha256,
             release_dir=self.release_dir,
             retryable=retryable,
+            health_attempts=self.health_attempts,
             msg=msg,
             timings=self.timings,
         )
@@ -387,6 +421,11 @@ class Release:
             raise ReleaseError("invalid timeout %d: must be positive" % p["timeout"])
         if p["health_timeout"] < 0:
             raise ReleaseError("invalid health_timeout %d" % p["health_timeout"])
+        if p["health_retries"] < 0 or p["health_retry_delay"] < 0:
+            raise ReleaseError(
+                "invalid health_retries %d or health_retry_delay %d: must be 0 or more"
+                % (p["health_retries"], p["health_retry_delay"])
+            )
         if not 0 <= p["port"] <= 65535:
             raise ReleaseError("invalid port %d" % p["port"])
         if p["keep_releases"] < 1:
@@ -507,13 +546,30 @@ class Release:
         undo_install(self.layout, self.version, undo)
 
     def restart_and_check(self):
-        """Restart this release and wait for it to be healthy; the problem, or None."""
-        self.enter("restart")
-        self.restart(
-            self.version, self.deadline, "restart command of %s still running" % self.version
+        """Restart this release and wait for it to be healthy; the problem, or None.
+
+        A failed start (StartFailed from the restart command, or a problem) is tried again
+        in place up to health_retries times: never a new download or switch.
+        """
+
+        def start():
+            self.health_attempts += 1
+            self.enter("restart")
+            self.restart(
+                self.version, self.deadline, "restart command of %s still running" % self.version
+            )
+            self.enter("health")
+            return self.health(self.health_deadline(), self.p["health_expect"])
+
+        return retry_start(
+            start, self.p["health_retries"], self.p["health_retry_delay"], self.remaining
         )
-        self.enter("health")
-        return self.health(self.health_deadline(), self.p["health_expect"])
+
+    def starts_note(self):
+        """`` (started N times)`` after a failure when health_retries started it again."""
+        if self.health_attempts > 1:
+            return " (started %d times)" % self.health_attempts
+        return ""
 
     def restart(self, version, deadline, detail_on_timeout):
         """Run the restart command in releases/<version>; raise on failure or deadline."""
@@ -539,9 +595,17 @@ class Release:
     def health_deadline(self):
         return min(self.deadline, time.monotonic() + self.p["health_timeout"])
 
-    def recover(self, old_target, old_version, undo, why):
-        """Switch back to the release that was current, restart it, undo the install."""
+    def recover(self, old_target, old_version, undo, why, keep_release=False):
+        """Switch back to the release that was current, restart it, undo the install.
+
+        ``keep_release``: the release itself is not at fault (a cancel, a lost controller):
+        a release this run installed fresh stays complete in releases/, so that a retry or
+        a later run reuses it instead of downloading it again. One that displaced or
+        exchanged another is undone all the same.
+        """
         self.enter("switch_back")
+        if keep_release and undo is not None and not (undo["displaced"] or undo["exchanged"]):
+            undo = None
         notes = []
         try:
             self.switch_to(old_target)
@@ -644,8 +708,12 @@ class Release:
             self.undo_install(undo)
             raise ReleaseError(why) from None
 
+        # A release that does not come up is not retried by running the module again (a
+        # new download, switch and restart each time, alternating with the old release):
+        # it is switched back once; only health_retries restart it again, in place.
         why = None
-        retryable = True
+        retryable = False
+        keep_release = False
         timeout = None
         try:
             self.changed = True
@@ -664,11 +732,14 @@ class Release:
                 if self.remaining() <= 0:
                     timeout = DeadlineExceeded(p["timeout"], "health check: %s" % problem)
                 else:
-                    why = "health check failed: %s" % problem
+                    why = "health check failed: %s%s" % (problem, self.starts_note())
         except DeadlineExceeded as exc:
             timeout = exc
+        except StartFailed as exc:
+            why = exc.msg + self.starts_note()
         except ReleaseError as exc:
             why, retryable = exc.msg, exc.retryable
+            keep_release = isinstance(exc, Cancelled)
         if timeout is not None or why is not None:
             back = old_target if old_version != self.version else new_target
             back_version = old_version
@@ -676,7 +747,9 @@ class Release:
                 msg = self.recover(back, back_version, undo, "").lstrip("; ")
                 detail = timeout.detail + ("; " + msg if msg else "")
                 raise DeadlineExceeded(p["timeout"], detail)
-            raise ReleaseError(self.recover(back, back_version, undo, why), retryable)
+            raise ReleaseError(
+                self.recover(back, back_version, undo, why, keep_release), retryable
+            )
 
         if old_version != self.version:
             self.previous_version = old_version
@@ -742,13 +815,16 @@ class Release:
             self.changed = True
             return self.result("would restart %s: %s" % (self.version, problem))
         self.changed = True
-        problem = self.restart_and_check()
+        try:
+            problem = self.restart_and_check()
+        except StartFailed as exc:
+            raise StartFailed(exc.msg + self.starts_note()) from None
         if problem:
             if self.remaining() <= 0:
                 raise DeadlineExceeded(p["timeout"], "health check: %s" % problem)
             raise ReleaseError(
-                "health check failed after restart of %s: %s" % (self.version, problem),
-                retryable=True,
+                "health check failed after restart of %s: %s%s"
+                % (self.version, problem, self.starts_note())
             )
         if state.get("version") != self.version or state.get("deploy_id") != p["deploy_id"]:
             state.update(
@@ -785,6 +861,8 @@ def main():
             health_host=dict(type="str", default="127.0.0.1"),
             health_timeout=dict(type="int", default=30),
             health_expect=dict(type="str", default=""),
+            health_retries=dict(type="int", default=0),
+            health_retry_delay=dict(type="int", default=2),
             keep_releases=dict(type="int", default=5),
             reuse_release=dict(type="bool", default=True),
             force=dict(type="bool", default=False),
