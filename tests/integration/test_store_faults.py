@@ -26,7 +26,7 @@ from orchestrator.domain.records import RunInstanceRecord, RunRecord
 from orchestrator.domain.request import RunRequest
 from orchestrator.errors import ConfigError, StoreDataError
 from orchestrator.models import InstanceSpec, Status
-from orchestrator.store import Store
+from orchestrator.store import Store, schema
 from orchestrator.timefmt import utcnow
 from tests.helpers.store import table_counts
 
@@ -235,8 +235,8 @@ def test_a_migrated_database_with_a_missing_table(tmp_path: Path, table: str) ->
     seed(f"sqlite:///{home / 'floy.db'}")
     damage(home / "floy.db", "PRAGMA foreign_keys = OFF", f"DROP TABLE {table}")
     assert_config_error(home, f"the database {home / 'floy.db'} is damaged: table {table}: "
-                        "missing from a database at schema version 4; restore the database "
-                        "from a backup")
+                        f"missing from a database at schema version {len(schema.MIGRATIONS)}; "
+                        "restore the database from a backup")
     with sqlite3.connect(home / "floy.db") as conn:  # never recreated empty behind the operator
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert table not in names
