@@ -28,6 +28,9 @@ def test_galaxy_metadata() -> None:
     galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
     assert (galaxy["namespace"], galaxy["name"], galaxy["version"]) == ("floy", "release", "0.1.0")
     assert galaxy["license"] == ["Apache-2.0"] and galaxy["readme"] == "README.md"
+    assert "Apache License" in (COLLECTION / "LICENSE").read_text()[:200]
+    for key in ("repository", "documentation", "homepage", "issues"):
+        assert galaxy[key].startswith("https://"), key
     runtime = yaml.safe_load((COLLECTION / "meta" / "runtime.yml").read_text())
     assert runtime["requires_ansible"].startswith(">=2.16")
 
