@@ -14,7 +14,8 @@ from _measure import REPO
 
 sys.path.insert(0, str(REPO))
 
-from orchestrator.domain.records import RunInstanceRecord, RunRecord
+from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord
+from orchestrator.domain.request import RunRequest
 from orchestrator.models import Status
 from orchestrator.store import Store
 from orchestrator.store import schema as t
@@ -46,8 +47,9 @@ def record_deployment(store: Store, count: int, fail_every: int = 97) -> None:
     """A finished deployment of ``web`` 2.0.0 over ``count`` instances, batches of 10%,
     one instance in ``fail_every`` failed (0: none, and the run completed)."""
     now = utcnow()
-    run = RunRecord(DEPLOY_ID, "deploy", "web", "2.0.0", Status.PENDING,
-                    {"batch_size": "10%", "max_failures": 10, "package_url": "https://x/p"},
+    request = RunRequest(instances=tuple(f"web-{n + 1:06d}" for n in range(count)),
+                         package_url="https://x/p", batch_size="10%", max_failures=10)
+    run = RunRecord(DEPLOY_ID, RunKind.DEPLOY, "web", "2.0.0", Status.PENDING, request,
                     "bench", now, now)
     batch = max(1, count // 10)
     members = []
