@@ -5,6 +5,9 @@ forks = N), alternately, with
 
 - **floy**: ``playbooks/deploy.yml`` and floy's role (the ``floy_release`` module does the
   whole release in one module execution);
+- **floy+hooks**: the same with all six deploy hooks set (``bench/hooks/noop.yml``, a task
+  that runs nothing on the host): the role then runs ``floy_release`` once per phase, plus a
+  last report, around the hooks - the cost of hooks themselves;
 - **straightforward**: ``bench/straightforward.yml`` and ``bench/roles/straightforward``, the
   ansistrano-style role most people write (file, get_url, unarchive, file, link + mv,
   command restart, uri health check with retries, find + file cleanup);
@@ -20,6 +23,7 @@ run: ansible-playbook and everything it waited for) and wall time per batch.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter
@@ -36,8 +40,12 @@ HERE = Path(__file__).resolve().parent
 
 PLAYBOOKS = {
     "floy": HERE.parent / "playbooks" / "deploy.yml",
+    "floy+hooks": HERE.parent / "playbooks" / "deploy.yml",
     "straightforward": HERE / "straightforward.yml",
 }
+VARIANTS = tuple(PLAYBOOKS)
+HOOKS = ("before_fetch", "after_fetch", "before_switch", "after_switch", "before_cleanup",
+         "after_cleanup")
 # Actions that run on the controller only: no module is shipped to the host.
 CONTROLLER_ONLY = {"set_fact", "meta", "fail", "debug", "assert", "include_tasks",
                    "import_tasks", "include_role", "import_role", "include_vars", "pause",
@@ -77,6 +85,12 @@ def run_role(fleet: Fleet, variant: str, version: str, n: int) -> RoleRun:
     import ansible_runner
 
     plan, inventory_dir, vars_file = fleet.bare_plan(version, str(n), n)
+    cmdline = f"-e @{vars_file}"
+    if variant == "floy+hooks":
+        hooks_file = plan.private_data_dir / "hooks.json"
+        noop = str(HERE / "hooks" / "noop.yml")
+        hooks_file.write_text(json.dumps({f"floy_{h}_tasks_file": noop for h in HOOKS}))
+        cmdline += f" -e @{hooks_file}"
     started: Counter[str] = Counter()
     modules: Counter[str] = Counter()
 
@@ -95,7 +109,7 @@ def run_role(fleet: Fleet, variant: str, version: str, n: int) -> RoleRun:
     began = time.perf_counter()
     result = ansible_runner.run(
         private_data_dir=str(plan.private_data_dir), playbook=str(PLAYBOOKS[variant]),
-        inventory=str(inventory_dir), cmdline=f"-e @{vars_file}", forks=plan.forks,
+        inventory=str(inventory_dir), cmdline=cmdline, forks=plan.forks,
         envvars=venv_path_env(plan.envvars), event_handler=on_event,
         cancel_callback=lambda: False, quiet=True,
     )
@@ -118,15 +132,16 @@ def main() -> int:
     args = parser.parse_args()
     n = 3 if args.quick else args.instances
     reps = 2 if args.quick else args.reps
-    banner(f"role cost: floy's role vs a straightforward role, {n} instances, one batch")
-    runs: dict[str, list[RoleRun]] = {"floy": [], "straightforward": []}
+    banner(f"role cost: floy's role (without and with hooks) vs a straightforward role, "
+           f"{n} instances, one batch")
+    runs: dict[str, list[RoleRun]] = {variant: [] for variant in VARIANTS}
     with start_fleet("role-cost", n) as fleet:
         step = 0
-        for variant in ("floy", "straightforward"):  # first install of each, untimed
+        for variant in VARIANTS:  # first install of each, untimed
             run_role(fleet, variant, version_of(step), n)
             step += 1
         for rep in range(reps):
-            order = ("floy", "straightforward") if rep % 2 == 0 else ("straightforward", "floy")
+            order = VARIANTS if rep % 2 == 0 else VARIANTS[::-1]
             for variant in order:
                 version = version_of(step)
                 step += 1
@@ -146,9 +161,12 @@ def main() -> int:
         figures[variant] = (mods, cpu, wall)
         print(f"{variant:<16} {mods:>12.1f} {tasks:>10.1f} {cpu:>14.3f} {wall:>12.2f}")
     (fm, fc, fw), (sm, sc, sw) = figures["floy"], figures["straightforward"]
+    hm, hc, hw = figures["floy+hooks"]
     print(f"summary: N={n} floy/straightforward modules/host {fm:.1f}/{sm:.1f}, "
           f"cpu/instance {fc:.3f}/{sc:.3f} s (x{ratio(fc, sc):.2f}), "
-          f"wall/batch {fw:.2f}/{sw:.2f} s (x{ratio(fw, sw):.2f})")
+          f"wall/batch {fw:.2f}/{sw:.2f} s (x{ratio(fw, sw):.2f}); "
+          f"with six hooks modules/host {hm:.1f}, cpu/instance {hc:.3f} s "
+          f"(x{ratio(hc, fc):.2f} of none), wall/batch {hw:.2f} s")
     return 0
 
 

@@ -12,6 +12,8 @@ clients trust only the root) and can misbehave on request:
 - ``/drip/<seconds>/pkgs/<file>``: status line, headers and body one byte at a time,
   ``seconds`` apart (a slow-loris server; stops when the client goes or after 10 minutes);
 - ``/redirect?to=<url>[&code=<3xx>]``: a redirect (302 by default) to ``url``;
+- ``/git/<path>``: a file under the directory's ``git/`` (bare repositories made ready for
+  git's "dumb" HTTP protocol with ``git update-server-info``), for the git package source;
 - ``/auth/pkgs/<file>``: only with the header ``Authorization: Bearer <token>`` (401
   without it), once a token is set with ``start(..., token=...)`` or
   :meth:`PackageServer.require_token`; 404 while no token is set.
@@ -98,6 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/redirect":
             return self._redirect(urllib.parse.parse_qs(query))
         parts = path.split("/")[1:]
+        if parts[:1] == ["git"]:
+            return self._git(parts[1:])
         mode = "plain"
         drip = 0.0
         if parts[:1] == ["flaky"] and len(parts) >= 3:
@@ -152,6 +156,17 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "drop":
             # SO_LINGER 0 turns the close into a reset, like a dying peer.
             self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def _git(self, parts: list[str]) -> None:
+        target = self.server.owner.git_path(parts)
+        if target is None:
+            return self._error(404)
+        data = target.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _redirect(self, query: dict[str, list[str]]) -> None:
         target = query.get("to", [""])[0]
@@ -265,6 +280,16 @@ class PackageServer:
             return None
         candidate = self.directory / name
         if candidate.parent != self.directory or not candidate.is_file():
+            return None
+        return candidate
+
+    def git_path(self, parts: list[str]) -> Path | None:
+        """The file at ``git/<parts...>`` under the directory, or None (no traversal)."""
+        if not parts or any(not p or p in (".", "..") or "\\" in p or "%" in p for p in parts):
+            return None
+        root = (self.directory / "git").resolve()
+        candidate = root.joinpath(*parts).resolve()
+        if root not in candidate.parents or not candidate.is_file():
             return None
         return candidate
 

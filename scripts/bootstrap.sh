@@ -67,3 +67,7 @@ echo "bootstrap: installing floy and its test dependencies into $venv"
 # (InformationOnly, not a warning about floy): filtered by its text; anything else shows.
 PYTHONWARNINGS="ignore:Editable installation" \
   "$venv/bin/python" -m pip install -q -e '.[test]'
+# ansible-test (tests/ecosystem/test_ansible_test.py) bootstraps pip into its sanity test
+# environments with a script it downloads from a host not every machine reaches: this
+# supplies it from the pip every Python ships (scripts/ansible_test_pip.py says how).
+"$venv/bin/python" scripts/ansible_test_pip.py >/dev/null

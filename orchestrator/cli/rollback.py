@@ -17,8 +17,9 @@ def rollback() -> None:
 
 def _rollback_options(fn: Any) -> Any:
     fn = click.option("--url", "package_url", default="",
-                      help="HTTPS package URL (default: the release on the host, or the URL "
-                           "recorded when that version last completed there).")(fn)
+                      help="HTTPS package URL of TARGET_VERSION (default: the release on the "
+                           "host, or the URL recorded when that version last completed "
+                           "there).")(fn)
     fn = click.option("--force", is_flag=True,
                       help="Cancel any run holding the instances first, and reinstall even "
                            "if the target is current.")(fn)
@@ -33,25 +34,41 @@ def _rollback_options(fn: Any) -> Any:
 
 @rollback.command("instance", epilog=EXIT_CODES_HELP)
 @click.argument("instance_id")
-@click.argument("target_version")
+@click.argument("target_version", default="", required=False)
 @_rollback_options
 @pass_ctx
 def rollback_instance(c: Context, instance_id: str, target_version: str, package_url: str,
                       force: bool, timeout: int, rollback_id: str, detach: bool,
                       as_json: bool) -> None:
-    """Roll INSTANCE_ID back to TARGET_VERSION."""
+    """Roll INSTANCE_ID back to TARGET_VERSION.
+
+    Without TARGET_VERSION: to the version INSTANCE_ID ran before its current one, as
+    floy's records know it (bad input, exit 2, when they do not).
+    """
     from orchestrator.models import InstanceRollbackParams
 
     result = c.service.rollback_instance(InstanceRollbackParams(
         instance_id=instance_id, target_version=target_version, package_url=package_url,
         force=force, timeout=timeout, rollback_id=rollback_id))
+    target = _shown(c, result.rollback_id, result.target_version, given=target_version,
+                    as_json=as_json)
     after_start(c, result.rollback_id, result.to_dict(), detach, as_json,
-                 f"rolling {instance_id} back to {target_version}")
+                 f"rolling {instance_id} back to {target}")
+
+
+def _shown(c: Context, run_id: str, resolved: str, given: str, as_json: bool) -> str:
+    """The target version as the message shows it: one floy resolved (no version given)
+    names the version it was before (the run's instances all came from that one)."""
+    if given or as_json:
+        return resolved
+    members = c.service.get_deployment_status(run_id).instances
+    before = members[0].previous_version if members else ""
+    return f"{resolved}, the version before {before}" if before else resolved
 
 
 @rollback.command("batch", epilog=EXIT_CODES_HELP)
 @click.argument("service")
-@click.argument("target_version")
+@click.argument("target_version", default="", required=False)
 @click.option("-i", "--instance", "instances", multiple=True,
               help="Instance ID (repeat, or comma-separated). Without -i: every instance; "
                    "a -i naming none is an error.")
@@ -62,7 +79,13 @@ def rollback_instance(c: Context, instance_id: str, target_version: str, package
 def rollback_batch(c: Context, service: str, target_version: str, instances: tuple[str, ...],
                    batch_size: str, max_failures: int, package_url: str, force: bool,
                    timeout: int, rollback_id: str, detach: bool, as_json: bool) -> None:
-    """Roll instances of SERVICE back to TARGET_VERSION in serial batches."""
+    """Roll instances of SERVICE back to TARGET_VERSION in serial batches.
+
+    Without TARGET_VERSION: to the one version the instances ran before their current
+    one, when they all run the same version and all came from the same one; otherwise bad
+    input (exit 2) naming the instances that disagree: give TARGET_VERSION, or roll them
+    back one at a time.
+    """
     from orchestrator.models import BatchRollbackParams
 
     ids = instance_ids(c, service, instances)
@@ -70,6 +93,8 @@ def rollback_batch(c: Context, service: str, target_version: str, instances: tup
         service=service, target_version=target_version, instances=ids,
         package_url=package_url, force=force, timeout=timeout, batch_size=batch_size,
         max_failures=max_failures, rollback_id=rollback_id))
+    target = _shown(c, result.rollback_id, result.target_version, given=target_version,
+                    as_json=as_json)
     after_start(c, result.rollback_id, result.to_dict(), detach, as_json,
-                 f"rolling {len(ids)} instance(s) of {service} back to {target_version} in "
-                 f"batches of {batch_size}")
+                 f"rolling {len(ids)} instance(s) of {service} in batches of {batch_size} "
+                 f"back to {target}")

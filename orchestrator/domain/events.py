@@ -7,7 +7,8 @@ of real runs (``tests/fixtures/events/*.jsonl``) through it.
 Rules (DESIGN.md section 6):
 - the release task is the task whose action is the ``floy_release`` module; its start marks
   the instance in progress, its ``runner_retry`` events count attempts, its ``runner_on_ok``
-  completes the instance with the version the module reports;
+  completes the instance with the version the module reports (a release the role split
+  into phases around hooks completes on its ``final`` run only);
 - any ``runner_on_failed`` (not ``ignore_errors``) or ``runner_on_unreachable`` fails the
   instance with the module's message; the first failure's message is kept;
 - events for hosts that are not instances of the run (``localhost``) are ignored, and an
@@ -203,6 +204,9 @@ def fold_event(state: FoldState, event: RunnerEvent) -> tuple[FoldState, list[In
             phase=str(res.get("phase") or "retry"),
             error_message=f"attempt {attempts - 1} failed: {_message(res, 'failed')}",
         )
+    elif kind == "runner_on_ok" and release_task and res.get("final") is False:
+        # A release split into phases around hooks: only its final run completes it.
+        update = InstanceUpdate(host, phase=str(res.get("phase") or "release"))
     elif kind == "runner_on_ok" and release_task:
         key = "current_version" if res.get("current_version") else "version"
         version, refused = _reported_version(res, key)

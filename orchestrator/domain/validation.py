@@ -475,6 +475,21 @@ def _optional_id(field: str, value: object) -> str:
     return "" if value == "" else validate_id(field, value)
 
 
+def _optional_name(field: str, value: object) -> str:
+    return "" if value == "" else validate_name(field, value)
+
+
+def _rollback_target(target_version: object, package_url: object) -> str:
+    """A rollback's target: empty means the previous version (the service resolves it),
+    except with a package URL, whose version floy cannot tell: the package would be
+    installed as whatever version came before."""
+    version = _optional_name("target_version", target_version)
+    if not version and package_url != "":
+        raise ValidationError("target_version", "a package_url needs the version it holds; "
+                                                "give target_version too")
+    return version
+
+
 def validate_deploy_params(
     p: DeployParams, allowed_hosts: frozenset[str] = frozenset(),
     nodes: frozenset[str] = frozenset(),
@@ -511,11 +526,12 @@ def validate_node(field: str, value: object, nodes: frozenset[str]) -> str:
 def validate_instance_rollback_params(
     p: InstanceRollbackParams, allowed_hosts: frozenset[str] = frozenset()
 ) -> InstanceRollbackParams:
-    """Check a single-instance rollback request; an empty package_url is allowed."""
+    """Check a single-instance rollback request; an empty package_url is allowed, and an
+    empty target_version (the service resolves the previous version)."""
     return replace(
         p,
         instance_id=validate_inventory_name("instance_id", p.instance_id),
-        target_version=validate_name("target_version", p.target_version),
+        target_version=_rollback_target(p.target_version, p.package_url),
         package_url=_optional_package_url("package_url", p.package_url, allowed_hosts),
         force=_bool("force", p.force),
         timeout=validate_timeout("timeout", p.timeout),
@@ -526,11 +542,12 @@ def validate_instance_rollback_params(
 def validate_batch_rollback_params(
     p: BatchRollbackParams, allowed_hosts: frozenset[str] = frozenset()
 ) -> BatchRollbackParams:
-    """Check a batch rollback request; an empty package_url is allowed."""
+    """Check a batch rollback request; an empty package_url is allowed, and an empty
+    target_version (the service resolves the previous version)."""
     return replace(
         p,
         service=validate_inventory_name("service", p.service),
-        target_version=validate_name("target_version", p.target_version),
+        target_version=_rollback_target(p.target_version, p.package_url),
         package_url=_optional_package_url("package_url", p.package_url, allowed_hosts),
         instances=validate_instance_ids("instances", p.instances),
         force=_bool("force", p.force),

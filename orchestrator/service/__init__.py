@@ -158,11 +158,13 @@ class FloyDeployService:
 
     # -- RollbackManager -----------------------------------------------------------------
     def rollback_instance(self, params: InstanceRollbackParams) -> RollbackResult:
-        """Roll one instance back to a version it once ran (or to a given package)."""
+        """Roll one instance back to a version it once ran (or to a given package); without a
+        target version, to the one it ran before its current one."""
         return self.rollbacks.rollback_instance(params)
 
     def rollback_batch(self, params: BatchRollbackParams) -> BatchRollbackResult:
-        """Roll several instances of a service back, in serial batches."""
+        """Roll several instances of a service back, in serial batches; without a target
+        version, to the one version they all ran before their (one) current version."""
         return self.rollbacks.rollback_batch(params)
 
     # -- beyond the spec: version truth, history, registration ----------------------------

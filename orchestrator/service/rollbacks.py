@@ -2,15 +2,18 @@
 
 A rollback is a run of kind ``rollback`` over ``playbooks/rollback.yml`` (the same path as a
 deployment). Its target must be a release that once completed on the instance, unless a
-package URL is given (see :mod:`orchestrator.domain.rollbacks`).
+package URL is given (see :mod:`orchestrator.domain.rollbacks`). Without a target version it
+goes back to the version the instances ran before their current one, resolved from the
+records before anything is stored (:mod:`orchestrator.domain.previous`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from orchestrator.domain import validation
-from orchestrator.domain.records import RunKind, RunRecord
+from orchestrator.domain import previous, validation
+from orchestrator.domain.records import InstanceRecord, RunKind, RunRecord
 from orchestrator.domain.request import RunRequest
 from orchestrator.domain.rollbacks import Target, build_run, policy_reason
 from orchestrator.errors import ConflictError, NotFoundError, ValidationError
@@ -78,7 +81,8 @@ class Rollbacks:
         self.deployments = deployments  # a forced rollback cancels the runs in its way
 
     def rollback_instance(self, params: InstanceRollbackParams) -> RollbackResult:
-        """Roll one instance back to a version it once ran (or to a given package)."""
+        """Roll one instance back to a version it once ran (or to a given package); without a
+        target version, to the one it ran before its current one."""
         ctx = self.ctx
         params = validation.validate_instance_rollback_params(
             params, ctx.settings.allowed_package_hosts
@@ -86,6 +90,10 @@ class Rollbacks:
         record = ctx.store.instances.get([params.instance_id]).get(params.instance_id)
         if record is None:
             raise NotFoundError("instance", params.instance_id)
+        if not params.target_version:
+            version = self._resubmitted_version(params.rollback_id) or previous.resolve_instance(
+                self._previous([record])[0])
+            params = replace(params, target_version=version)
         rollback_id = params.rollback_id or generated_id(
             "rollback", params.instance_id, params.target_version
         )
@@ -102,12 +110,17 @@ class Rollbacks:
         )
 
     def rollback_batch(self, params: BatchRollbackParams) -> BatchRollbackResult:
-        """Roll several instances of a service back, in serial batches."""
+        """Roll several instances of a service back, in serial batches; without a target
+        version, to the one version they all ran before their (one) current version."""
         ctx = self.ctx
         params = validation.validate_batch_rollback_params(
             params, ctx.settings.allowed_package_hosts
         )
-        ctx.members_of(params.service, params.instances)
+        members = ctx.members_of(params.service, params.instances)
+        if not params.target_version:
+            version = self._resubmitted_version(params.rollback_id) or previous.resolve_batch(
+                self._previous([members[i] for i in params.instances])).version
+            params = replace(params, target_version=version)
         rollback_id = params.rollback_id or generated_id(
             "rollback", params.service, params.target_version
         )
@@ -125,6 +138,18 @@ class Rollbacks:
             total_instances=len(run.request.instances),
             started_at=run.created_at,
         )
+
+    def _previous(self, records: Sequence[InstanceRecord]) -> list[previous.Previous]:
+        """What each instance ran before its current version, as floy's records know it."""
+        changes = self.ctx.store.history.version_changes([r.instance_id for r in records])
+        return [previous.previous_version(r, changes[r.instance_id]) for r in records]
+
+    def _resubmitted_version(self, rollback_id: str) -> str:
+        """The version of the run already recorded under ``rollback_id`` (""): a request
+        without a version, sent again, means the version resolved the first time (the
+        idempotency check then compares the rest of the request)."""
+        existing = self.ctx.store.runs.get(rollback_id) if rollback_id else None
+        return existing.version if existing is not None else ""
 
     def _start(
         self,

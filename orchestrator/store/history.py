@@ -1,12 +1,15 @@
-"""The audit trail: which releases completed where, and a service's runs, newest first."""
+"""The audit trail: which releases completed where (and what each replaced), and a service's
+runs, newest first."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from orchestrator.domain.previous import CHANGES_READ, VersionChange
 from orchestrator.domain.records import RunSummary
 from orchestrator.models import Status
 from orchestrator.store import schema as t
@@ -45,6 +48,37 @@ class History:
             if entry["version"] == version:
                 return entry
         return None
+
+    def version_changes(
+        self, instance_ids: Sequence[str], per_instance: int = CHANGES_READ
+    ) -> dict[str, list[VersionChange]]:
+        """The newest completed releases (deploy or rollback) of each instance, newest
+        first, at most ``per_instance`` each: one query for a whole batch.
+
+        Runs that touch an instance never overlap (one active run per instance), so the
+        order their runs were created in is the order the releases happened in.
+        """
+        ri, runs = t.run_instances, t.runs
+        rank = sa.func.row_number().over(
+            partition_by=ri.c.instance_id,
+            order_by=(runs.c.created_at.desc(), runs.c.run_id.desc()),
+        ).label("rank")
+        ranked = (
+            sa.select(ri.c.instance_id, ri.c.run_id, ri.c.previous_version,
+                      ri.c.current_version, rank)
+            .join(runs, runs.c.run_id == ri.c.run_id)
+            .where(ri.c.instance_id.in_(list(instance_ids)),
+                   ri.c.status == Status.COMPLETED.value)
+            .subquery()
+        )
+        query = (sa.select(ranked).where(ranked.c.rank <= per_instance)
+                 .order_by(ranked.c.instance_id, ranked.c.rank))
+        out: dict[str, list[VersionChange]] = {i: [] for i in instance_ids}
+        with self.db.read() as conn:
+            for r in conn.execute(query):
+                out[r.instance_id].append(
+                    VersionChange(r.run_id, r.previous_version, r.current_version))
+        return out
 
     def runs(self, service: str, limit: int) -> list[RunSummary]:
         """Newest runs of a service with their per-status instance counts."""

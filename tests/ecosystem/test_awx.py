@@ -47,6 +47,10 @@ def _same_default(spec: dict[str, Any], question: dict[str, Any]) -> bool:
     return str(answer) == str(spec_default)
 
 
+# Optional for the role (a rollback may leave it out) but required by deploy.yml's first play.
+REQUIRED_BY_PLAYBOOK = {"deploy": ("floy_version",)}
+
+
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_survey_matches_argument_specs(name: str) -> None:
     survey = _survey(name)
@@ -62,8 +66,9 @@ def test_survey_matches_argument_specs(name: str) -> None:
         assert var in options, f"{var} is not an option of the role"
         spec = options[var]
         assert q["type"] in COMPATIBLE[spec.get("type", "str")], var
-        assert bool(q["required"]) == bool(spec.get("required", False)), var
-        if not spec.get("required"):
+        required = spec.get("required", False) or var in REQUIRED_BY_PLAYBOOK.get(name, ())
+        assert bool(q["required"]) == bool(required), var
+        if not required:
             assert _same_default(spec, q), var
         if q["type"] in {"multiplechoice", "multiselect"}:
             choices = _choices(q)
@@ -101,7 +106,8 @@ def _playbook_accepts(answers: list[object], tmp_path: Path) -> dict[int, bool]:
     assert check["hosts"] == "localhost"  # once per run, on the controller
     playbook = tmp_path / "check.yml"
     playbook.write_text(yaml.safe_dump([{**check, "hosts": "all"}]))
-    hosts = {f"answer{n}": {"floy_batch_size": answer, "ansible_connection": "local"}
+    hosts = {f"answer{n}": {"floy_batch_size": answer, "ansible_connection": "local",
+                            "floy_version": "1.0.0"}
              for n, answer in enumerate(answers)}
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))

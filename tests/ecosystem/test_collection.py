@@ -26,7 +26,7 @@ MODULES = ("floy_release", "floy_probe")
 
 def test_galaxy_metadata() -> None:
     galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
-    assert (galaxy["namespace"], galaxy["name"], galaxy["version"]) == ("floy", "release", "0.1.0")
+    assert (galaxy["namespace"], galaxy["name"], galaxy["version"]) == ("floy", "release", "0.2.0")
     assert galaxy["license"] == ["Apache-2.0"] and galaxy["readme"] == "README.md"
     assert "Apache License" in (COLLECTION / "LICENSE").read_text()[:200]
     for key in ("repository", "documentation", "homepage", "issues"):
@@ -42,7 +42,7 @@ def test_collection_builds_with_modules_roles_and_inventory(tmp_path: Path) -> N
         env=tool_env(), capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    tarball = tmp_path / "floy-release-0.1.0.tar.gz"
+    tarball = tmp_path / "floy-release-0.2.0.tar.gz"
     with tarfile.open(tarball) as tar:
         names = set(tar.getnames())
         manifest = json.load(tar.extractfile("MANIFEST.json"))  # type: ignore[arg-type]
@@ -54,7 +54,7 @@ def test_collection_builds_with_modules_roles_and_inventory(tmp_path: Path) -> N
         assert f"roles/floy/{path}" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".tar.gz")]
     info = manifest["collection_info"]
-    assert (info["namespace"], info["name"], info["version"]) == ("floy", "release", "0.1.0")
+    assert (info["namespace"], info["name"], info["version"]) == ("floy", "release", "0.2.0")
 
 
 def test_requirements_install_offline_from_the_repository(tmp_path: Path) -> None:

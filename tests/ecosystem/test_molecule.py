@@ -1,5 +1,7 @@
 """`molecule test` for each scenario under molecule/ (delegated driver, local instances):
-converge, idempotence (second converge changes nothing) and verify, offline."""
+converge, idempotence (second converge changes nothing) and verify, offline; the
+ansistrano scenario (hooks, shared paths, rollback to the previous release) also rolls back
+in its side_effect."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from tests.ecosystem._paths import REPO, VENV_BIN, tool_env
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("scenario", ["default", "rollback"])
+@pytest.mark.parametrize("scenario", ["default", "rollback", "ansistrano"])
 def test_molecule_scenario(scenario: str) -> None:
     env = tool_env(
         FLOY_MOLECULE_PORT_1=str(free_port()),
@@ -30,5 +32,8 @@ def test_molecule_scenario(scenario: str) -> None:
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-8000:]
-    for step in ("converge", "idempotence", "verify"):
+    steps = ["converge", "idempotence", "verify"]
+    if scenario == "ansistrano":
+        steps.append("side_effect")  # the rollback with no version, and its checks
+    for step in steps:
         assert f"{step}: Executed: Successful" in output, output[-8000:]

@@ -201,6 +201,36 @@ def test_ctrl_c_while_following_detaches_and_the_run_finishes(
     assert final["instances"][0]["error_message"].startswith("timed out after 4 s")  # type: ignore[index]
 
 
+def test_rollback_without_a_version(cli: Cli, packages: dict[str, tuple[str, str]]) -> None:
+    ids = _add(cli, 3)
+    unknown = cli("rollback", "instance", ids[2])
+    assert unknown.returncode == 2, unknown.stderr
+    assert unknown.stderr == (
+        "floy: invalid target_version: no previous version of 'hello-3' is known (it has no "
+        "recorded version: nothing was released there); give the version to roll back to\n")
+    as_json = cli("rollback", "instance", ids[2], "--json")
+    assert as_json.returncode == 2 and json.loads(as_json.stderr)["field"] == "target_version"
+    for version in ("1.0.0", "2.0.0"):
+        url, sha = packages[version]
+        assert cli("deploy", "hello", version, "--url", url, "--sha256", sha, "-i",
+                   f"{ids[0]},{ids[1]}", "--batch-size", "2").returncode == 0
+    rolled = cli("rollback", "instance", ids[0], "--rollback-id", "rb-prev")
+    assert rolled.returncode == 0, rolled.stderr
+    assert rolled.stdout.startswith(
+        "rolling hello-1 back to 1.0.0, the version before 2.0.0 (run rb-prev)\n")
+    assert cli.json("status", "rb-prev")["version"] == "1.0.0"
+    mixed = cli("rollback", "batch", "hello", "-i", f"{ids[0]},{ids[1]}")
+    assert mixed.returncode == 2
+    assert ("run different versions (1.0.0: hello-1; 2.0.0: hello-2)" in mixed.stderr
+            and "give the version to roll back to" in mixed.stderr)
+    batch = cli("rollback", "batch", "hello", "-i", ids[1], "--detach")
+    assert batch.returncode == 0, batch.stderr
+    assert batch.stdout.startswith("rolling 1 instance(s) of hello in batches of 1 back to "
+                                   "1.0.0, the version before 2.0.0: run rollback-hello-1.0.0-")
+    run_id = batch.stdout.split(": run ")[1].split(";")[0]
+    assert cli.json("status", run_id, "--watch")["status"] == "completed"
+
+
 def test_rollback_cancel_history_refresh_commands(
         cli: Cli, packages: dict[str, tuple[str, str]]) -> None:
     ids = _add(cli, 2)

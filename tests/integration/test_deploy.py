@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
+import os
+import stat
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from orchestrator.errors import ConflictError, ValidationError
 from orchestrator.models import DeployParams, DeployStatus, Status
+from sample.packages import restart_script
+from sample.pkgserver import PackageServer
 from tests.helpers.floyenv import FloyEnv
 from tests.helpers.store import table_counts
 from tests.helpers.wait import wait_until
@@ -192,3 +199,40 @@ def test_async_worker_reports_live_progress(floy_async_env: FloyEnv) -> None:
     run = env.store.runs.get("d-async")
     assert run is not None and run.worker_pid and run.lease_owner is None
     assert Path(env.settings.home / "logs" / "d-async.log").exists()
+
+
+def _hello_zip(version: str) -> bytes:
+    """The hello package as a zip made on unix (``zip -r``): the modes, the executable
+    ``bin/restart`` among them, are in each member's ``external_attr``."""
+    app = (Path(__file__).resolve().parents[2] / "sample" / "hello_app.py").read_bytes()
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data, mode in (
+            ("bin/", b"", stat.S_IFDIR | 0o755),
+            ("app.py", app, stat.S_IFREG | 0o644),
+            ("VERSION", f"{version}\n".encode(), stat.S_IFREG | 0o644),
+            ("bin/restart", restart_script(version).encode(), stat.S_IFREG | 0o755),
+        ):
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 2, 3, 4, 5))
+            info.create_system, info.external_attr = 3, mode << 16
+            zf.writestr(info, data)
+    return raw.getvalue()
+
+
+def test_a_zip_package_deploys(floy_env: FloyEnv, package_server: PackageServer) -> None:
+    """An upgrade from the tar.gz 1.0.0 to 2.0.0 shipped as a zip (as ansistrano users
+    ship), over HTTPS with its sha256: the format is told by the content, the restart
+    script keeps its executable mode, and the app answers with the new version."""
+    ids = floy_env.register(1)
+    assert floy_env.deploy("1.0.0", ids, "d-zip-v1").status is Status.COMPLETED
+    data = _hello_zip("2.0.0")
+    name = f"hello-2.0.0-{uuid.uuid4().hex[:8]}.zip"
+    (package_server.directory / name).write_bytes(data)
+    status = floy_env.deploy("2.0.0", ids, "d-zip-v2", url=package_server.url(name),
+                             package_sha256=hashlib.sha256(data).hexdigest())
+    assert status.status is Status.COMPLETED, status.instances[0].error_message
+    assert floy_env.current(ids[0]) == "2.0.0"
+    assert floy_env.answers(ids[0]) == "2.0.0"
+    release = floy_env.root / "hello" / ids[0] / "releases" / "2.0.0"
+    assert os.access(release / "bin" / "restart", os.X_OK)
+    assert (release / "VERSION").read_text() == "2.0.0\n"

@@ -67,7 +67,7 @@ def assert_untouched(path: Path) -> None:
 
 @pytest.mark.parametrize("case", [
     "long_paths", "symlink_chain_hardlink", "symlink_then_escape", "write_through_symlink",
-    "hardlink_outside", "char_device",
+    "hardlink_outside", "char_device", "zip_symlink_then_escape", "zip_write_through_symlink",
 ])
 def test_hostile_archive_is_refused(floy_env: FloyEnv, package_server: PackageServer,
                                     tmp_path: Path, case: str) -> None:
@@ -75,13 +75,15 @@ def test_hostile_archive_is_refused(floy_env: FloyEnv, package_server: PackageSe
     target = victim(tmp_path)
     # Aimed as an attacker who knows the layout would aim: from where floy unpacks.
     dest = floy_env.root / "hello" / ids[0] / "releases" / ".floy-unpack-abcdefgh"
-    package = archive_cases.build(case, tmp_path / f"{case}.tar.gz", target, dest)
+    # Zip cases too, served under a .tar.gz name: the module goes by the content.
+    package = archive_cases.build(case, tmp_path / f"{case}.pkg", target, dest)
     url = serve(package_server, f"hostile-{case}-{os.getpid()}.tar.gz", package.read_bytes())
     status = deploy_url(floy_env, ids, f"h-{case.replace('_', '-')}", url, retry_count=2)
     inst = status.instances[0]
     assert status.status is Status.FAILED and inst.status is Status.FAILED
     assert "bad archive" in inst.error_message, inst.error_message
-    assert archive_cases.CASES[case].refusal in inst.error_message, inst.error_message
+    refusal = (archive_cases.ZIP_CASES.get(case) or archive_cases.CASES[case]).refusal
+    assert refusal and refusal in inst.error_message, inst.error_message
     assert inst.attempts == 1, "a bad archive is not retried"
     assert_untouched(target)
     assert_clean(floy_env, ids[0])

@@ -82,6 +82,11 @@ def test_the_seven_spec_methods_over_http(floy_server: FloyServer) -> None:
         assert _ended(c, batch.json()["rollback_id"])["status"] == "completed"
         assert c.get("/v1/services/hello/versions").json()["version_summary"] == {
             "2.0.0": 1, "3.0.0": 2}
+        # Beyond the spec: no target_version, the version before the current one.
+        previous = c.post("/v1/rollbacks/instance", json={"instance_id": ids[1]})
+        assert previous.status_code == 202, previous.text
+        assert previous.json()["target_version"] == "2.0.0", "the version before 3.0.0"
+        assert _ended(c, previous.json()["rollback_id"])["status"] == "completed"
 
         slow = c.post("/v1/deployments", json=_deploy_body(floy_server, ids, "web-v1",
                                                              package="1.0.0"))
@@ -137,6 +142,8 @@ def test_refused_requests_name_the_field_and_store_nothing(floy_server: FloyServ
             ("post", "/v1/deployments", {**_deploy_body(floy_server, ids, "x"), "timeout": "9"},
              422, "timeout"),
             ("post", "/v1/rollbacks/instance", {"instance_id": ids[0]}, 422, "target_version"),
+            ("post", "/v1/rollbacks/batch", {"service": "hello", "instances": ids}, 422,
+             "target_version"),
             ("post", "/v1/rollbacks/batch", {"service": "hello", "target_version": "0.1.0",
                                              "instances": ids}, 422, None),
             ("post", "/v1/instances", {"instances": [{"instance_id": "a", "service": "hello",

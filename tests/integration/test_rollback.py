@@ -119,6 +119,58 @@ def test_batch_rollback_in_batches(floy_env: FloyEnv) -> None:
     assert err.value.field == "instances[0]"
 
 
+def test_rollback_without_a_version_goes_to_the_previous_one(floy_env: FloyEnv) -> None:
+    ids = on_two_versions(floy_env, 2)
+    result = floy_env.service.rollback_instance(InstanceRollbackParams(
+        instance_id=ids[0], rollback_id="rb-prev"))
+    assert result.target_version == "1.0.0", "resolved before the run was recorded"
+    status = floy_env.service.get_deployment_status("rb-prev")
+    assert status.status is Status.COMPLETED, status.error_message
+    assert (status.instances[0].previous_version, status.instances[0].current_version,
+            status.instances[0].target_version) == ("2.0.0", "1.0.0", "1.0.0")
+    assert floy_env.answers(ids[0]) == "1.0.0" and floy_env.answers(ids[1]) == "2.0.0"
+    # The same request again under its ID is the same run, not a new resolution.
+    same = floy_env.service.rollback_instance(InstanceRollbackParams(
+        instance_id=ids[0], rollback_id="rb-prev"))
+    assert (same.rollback_id, same.target_version) == ("rb-prev", "1.0.0")
+    # A second rollback toggles back to the version the first one left.
+    again = floy_env.service.rollback_instance(InstanceRollbackParams(instance_id=ids[0]))
+    assert again.target_version == "2.0.0"
+    assert floy_env.service.get_deployment_status(again.rollback_id).status is Status.COMPLETED
+    assert floy_env.answers(ids[0]) == "2.0.0"
+    # Both on 2.0.0, both from 1.0.0: a batch without a version takes them back to 1.0.0.
+    batch = floy_env.service.rollback_batch(BatchRollbackParams(
+        service="hello", target_version="", instances=tuple(ids), batch_size="2"))
+    assert batch.target_version == "1.0.0"
+    assert floy_env.service.get_deployment_status(batch.rollback_id).status is Status.COMPLETED
+    assert all(floy_env.answers(i) == "1.0.0" for i in ids)
+
+
+def test_rollback_without_a_version_refuses_an_unknown_previous(floy_env: FloyEnv) -> None:
+    ids = floy_env.register(3)
+    assert floy_env.deploy("1.0.0", ids[:2], "u-v1", batch_size="2").status is Status.COMPLETED
+    assert floy_env.deploy("2.0.0", ids[:1], "u-v2").status is Status.COMPLETED
+    assert floy_env.deploy("2.0.0", ids[:1], "u-v2-again").status is Status.COMPLETED
+    assert floy_env.service.rollback_instance(InstanceRollbackParams(
+        instance_id=ids[0])).target_version == "1.0.0", "a re-install is no previous version"
+    before = table_counts(floy_env.store)
+    for instance_id, why in ((ids[2], "no recorded version"),
+                             (ids[1], "'1.0.0' is the first version floy released there")):
+        with pytest.raises(ValidationError) as err:
+            floy_env.service.rollback_instance(InstanceRollbackParams(instance_id=instance_id))
+        assert err.value.field == "target_version"
+        assert f"no previous version of {instance_id!r} is known" in err.value.reason
+        assert why in err.value.reason
+    for batch, words in (((ids[0], ids[1]), "no previous version of 'hello-2' is known"),
+                         ((ids[0], ids[2]), "run different versions (1.0.0: hello-1; none: "
+                                            "hello-3)")):
+        with pytest.raises(ValidationError) as err:
+            floy_env.service.rollback_batch(BatchRollbackParams(
+                service="hello", target_version="", instances=batch))
+        assert err.value.field == "target_version" and words in err.value.reason
+    assert table_counts(floy_env.store) == before, "nothing stored"
+
+
 def test_forced_rollback_over_a_busy_instance(floy_async_env: FloyEnv) -> None:
     env = floy_async_env
     ids = env.register(1)

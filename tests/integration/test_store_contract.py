@@ -554,6 +554,28 @@ def test_history_of_releases_and_runs(store: Store) -> None:
     assert store.history.runs("other", 10) == []
 
 
+def test_version_changes_are_completed_releases_newest_first(store: Store) -> None:
+    def release(run_id: str, at: datetime, ids: list[str], before: str, after: str,
+                status: Status = Status.COMPLETED) -> None:
+        store.runs.create(*_run(run_id, ids, at=at))
+        store.runs.apply_updates(run_id, [
+            InstanceUpdate(i, status=status, previous_version=before, current_version=after,
+                           completed_at=at) for i in ids])
+        store.runs.set_status(run_id, status, finished=True)
+
+    release("v1", NOW, ["i-0", "i-1"], "", "1.0")
+    release("v2", NOW + timedelta(minutes=2), ["i-0"], "1.0", "2.0")
+    release("v3", NOW + timedelta(minutes=1), ["i-1"], "1.0", "1.5")
+    release("v4", NOW + timedelta(minutes=3), ["i-0"], "2.0", "3.0", Status.FAILED)
+    release("v5", NOW + timedelta(minutes=4), ["i-0"], "2.0", "2.0")
+    got = store.history.version_changes(["i-0", "i-1", "i-2"])
+    assert [(c.run_id, c.previous_version, c.current_version) for c in got["i-0"]] == [
+        ("v5", "2.0", "2.0"), ("v2", "1.0", "2.0"), ("v1", "", "1.0")], "no failed release"
+    assert [c.run_id for c in got["i-1"]] == ["v3", "v1"]
+    assert got["i-2"] == []
+    assert [c.run_id for c in store.history.version_changes(["i-0"], 2)["i-0"]] == ["v5", "v2"]
+
+
 def test_views_of_a_run_and_of_a_service(store: Store) -> None:
     assert store.views.run_status("r1") is None
     assert [tuple(v) for v in store.views.service_versions("svc")] == [

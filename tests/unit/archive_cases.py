@@ -5,10 +5,12 @@ module runs on the target's interpreter, which may lack tarfile's extraction fil
 
     python tests/unit/archive_cases.py            # prints {"case": [ok, detail], ...}
 
-Each case writes a ``.tar.gz`` that aims at a ``victim`` file outside the release (an
-existing file it tries to overwrite, next to which it tries to create one) or is fine and
-must unpack exactly. ``tests/unit/test_archive.py`` runs them in-process and under the
-other interpreters; ``tests/integration/test_hostile_packages.py`` deploys some for real.
+Each case writes a ``.tar.gz`` (``CASES``) or a ``.zip`` (``ZIP_CASES``, unpacked through
+``extract_archive``, which tells the format from the content) that aims at a ``victim``
+file outside the release (an existing file it tries to overwrite, next to which it tries
+to create one) or is fine and must unpack exactly. ``tests/unit/test_archive.py`` runs
+them in-process and under the other interpreters;
+``tests/integration/test_hostile_packages.py`` deploys some for real.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import io
 import json
 import os
 import stat
+import struct
 import sys
 import tarfile
 import tempfile
+import time
+import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,10 +289,226 @@ CASES: dict[str, Case] = {
 }
 
 
+# -- zip cases ---------------------------------------------------------------------------
+#
+# The same attacks in a zip. A zip made on unix keeps the file type and mode in the top 16
+# bits of ``external_attr``; a symlink's target is its member's data.
+
+
+@dataclass(frozen=True)
+class ZipCase:
+    """One zip package: how to build it, and the words the refusal must contain (None:
+    fine); ``tamper`` rewrites the finished bytes (for headers zipfile will not write)."""
+
+    build: Callable[[zipfile.ZipFile, Path, Path], None]
+    refusal: str | None
+    check: Callable[[Path], list[str]] | None = None
+    tamper: Callable[[bytes], bytes] | None = None
+
+
+def _zentry(zf: zipfile.ZipFile, name: str, data: bytes, mode: int, system: int = 3) -> None:
+    """A member made on ``system`` (3: unix, ``mode`` is the unix mode; else the
+    MS-DOS attributes)."""
+    info = zipfile.ZipInfo(name, date_time=(2023, 11, 14, 22, 13, 20))
+    info.create_system = system
+    info.external_attr = mode << 16 if system == 3 else mode
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Duplicate name": the duplicate cases want one
+        zf.writestr(info, data)
+
+
+def _zfile(zf: zipfile.ZipFile, name: str, data: bytes = b"x\n", mode: int = 0o644) -> None:
+    _zentry(zf, name, data, stat.S_IFREG | mode)
+
+
+def _zdir(zf: zipfile.ZipFile, name: str, mode: int = 0o755) -> None:
+    _zentry(zf, name.rstrip("/") + "/", b"", stat.S_IFDIR | mode)
+
+
+def _zlink(zf: zipfile.ZipFile, name: str, target: str) -> None:
+    _zentry(zf, name, target.encode(), stat.S_IFLNK | 0o777)
+
+
+def tamper_zip(data: bytes, flag_bits: int = 0, file_size: int | None = None) -> bytes:
+    """``data`` with every member's general purpose flags OR-ed with ``flag_bits`` and, if
+    given, its declared uncompressed size set to ``file_size``, in both its local header
+    and its central directory header (what a hand-crafted zip can say)."""
+    out = bytearray(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        infos = zf.infolist()
+        central = zf.start_dir
+    for info in infos:
+        _patch_header(out, info.header_offset, 6, 22, flag_bits, file_size)
+        _patch_header(out, central, 8, 24, flag_bits, file_size)
+        lengths = struct.unpack_from("<3H", out, central + 28)
+        central += 46 + sum(lengths)
+    return bytes(out)
+
+
+def _patch_header(out: bytearray, at: int, flags_at: int, size_at: int, flag_bits: int,
+                  file_size: int | None) -> None:
+    flags = struct.unpack_from("<H", out, at + flags_at)[0]
+    struct.pack_into("<H", out, at + flags_at, flags | flag_bits)
+    if file_size is not None:
+        struct.pack_into("<L", out, at + size_at, file_size)
+
+
+def zip_dotdot(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zfile(zf, "app.py")
+    _zfile(zf, UP + _rel(victim), PWNED)
+
+
+def zip_absolute(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zfile(zf, str(victim), PWNED)
+
+
+def zip_symlink_up(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zlink(zf, "out", UP + _rel(victim.parent))
+    _zfile(zf, "out/new.txt", PWNED)
+
+
+def zip_symlink_absolute(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zlink(zf, "out", str(victim.parent))
+    _zfile(zf, "out/new.txt", PWNED)
+
+
+def zip_symlink_then_escape(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zdir(zf, "a/b")
+    _zlink(zf, "a/b/c", ".")
+    _zlink(zf, "d", "a/b/" + "c/" * 5 + "../" * 7)
+
+
+def zip_write_through_symlink(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zdir(zf, "lib")
+    _zlink(zf, "lib64", "lib")
+    _zfile(zf, "lib64/libx.so", PWNED)
+
+
+def zip_link_over_file(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    """A duplicate name: a link replacing an earlier file of the same name."""
+    _zfile(zf, "conf")
+    _zlink(zf, "conf", "conf.d")
+
+
+def zip_file_over_link(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zfile(zf, "target")
+    _zlink(zf, "conf", "target")
+    _zfile(zf, "conf", PWNED)
+
+
+def zip_char_device(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zentry(zf, "null", b"", stat.S_IFCHR | 0o666)
+
+
+def zip_fifo(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zentry(zf, "pipe", b"", stat.S_IFIFO | 0o644)
+
+
+def zip_long_name(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zfile(zf, "/".join(["n" * 200] * 20))
+
+
+def zip_good(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    """What real zips hold: directory entries, an executable, relative links inside, a
+    file whose directory has no entry, a later copy of a file, a dangling link inside, and
+    a member made on Windows (no unix mode: 0644)."""
+    _zdir(zf, "bin")
+    _zdir(zf, "lib/tool")
+    _zfile(zf, "lib/tool/main.py", b"print('hi')\n", 0o755)
+    _zlink(zf, "bin/tool", "../lib/tool/main.py")
+    _zlink(zf, "lib/current", "tool")
+    _zlink(zf, "lib/tool/again", "../current/main.py")
+    _zfile(zf, "static/css/site.css", b"body{}\n")
+    _zfile(zf, "notes.txt", b"old\n")
+    _zfile(zf, "notes.txt", b"new\n")
+    _zlink(zf, "logs", "shared-not-here/logs")
+    _zentry(zf, "README.txt", b"from windows\r\n", 0x20, system=0)  # 0x20: "archive"
+    info = zipfile.ZipInfo("big.bin", date_time=(2023, 11, 14, 22, 13, 20))
+    info.create_system, info.external_attr = 3, (stat.S_IFREG | 0o644) << 16
+    zf.writestr(info, bytes(range(256)) * 1024, zipfile.ZIP_STORED)
+
+
+def check_zip_good(dest: Path) -> list[str]:
+    problems = []
+    if (dest / "bin/tool").read_bytes() != b"print('hi')\n":
+        problems.append("bin/tool does not lead to lib/tool/main.py")
+    if (dest / "lib/tool/again").read_bytes() != b"print('hi')\n":
+        problems.append("lib/tool/again does not resolve")
+    if stat.S_IMODE(os.stat(dest / "lib/tool/main.py").st_mode) != 0o755:
+        problems.append("the executable mode was lost")
+    if stat.S_IMODE(os.stat(dest / "bin").st_mode) != 0o755:
+        problems.append("bin/ did not keep its mode")
+    if (dest / "static/css/site.css").read_bytes() != b"body{}\n":
+        problems.append("a file in an unlisted directory was lost")
+    if (dest / "notes.txt").read_bytes() != b"new\n":
+        problems.append("the later copy of notes.txt did not win")
+    if os.readlink(dest / "logs") != "shared-not-here/logs":
+        problems.append("the dangling link was changed")
+    readme = os.stat(dest / "README.txt")
+    if stat.S_IMODE(readme.st_mode) != 0o644 or readme.st_size != 14:
+        problems.append("the member made on Windows is not a 0644 file")
+    if (dest / "big.bin").read_bytes() != bytes(range(256)) * 1024:
+        problems.append("the stored member's data differs")
+    # Zip times are local times, read as unzip reads them.
+    if os.stat(dest / "notes.txt").st_mtime != time.mktime((2023, 11, 14, 22, 13, 20, 0, 0, -1)):
+        problems.append("the member's time was not kept")
+    return problems
+
+
+def zip_modes(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zdir(zf, "sgid", 0o2777)
+    _zfile(zf, "sgid/suid", b"#!/bin/sh\n", 0o6755)
+    _zfile(zf, "world", b"w\n", 0o666)
+    _zfile(zf, "sticky", b"s\n", 0o1777)
+    _zfile(zf, "unreadable", b"u\n", 0o000)
+
+
+def zip_empty(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    """No members: the file is only the end record, ``PK\\x05\\x06``."""
+
+
+def zip_encrypted(zf: zipfile.ZipFile, victim: Path, dest: Path) -> None:
+    _zfile(zf, "secret.txt", b"not really encrypted\n")
+
+
+ZIP_CASES: dict[str, ZipCase] = {
+    "zip_dotdot": ZipCase(zip_dotdot, "'..'"),
+    "zip_absolute": ZipCase(zip_absolute, "absolute path"),
+    "zip_symlink_up": ZipCase(zip_symlink_up, "points outside the release"),
+    "zip_symlink_absolute": ZipCase(zip_symlink_absolute, "absolute path"),
+    "zip_symlink_then_escape": ZipCase(zip_symlink_then_escape, "leads outside the release"),
+    "zip_write_through_symlink": ZipCase(zip_write_through_symlink, "written through 'lib64'"),
+    "zip_link_over_file": ZipCase(zip_link_over_file, "would replace an earlier member"),
+    "zip_file_over_link": ZipCase(zip_file_over_link, "would replace"),
+    "zip_char_device": ZipCase(zip_char_device, "character device"),
+    "zip_fifo": ZipCase(zip_fifo, "FIFO"),
+    "zip_long_name": ZipCase(zip_long_name, "bytes long"),
+    "zip_empty": ZipCase(zip_empty, "empty"),
+    "zip_encrypted": ZipCase(zip_encrypted, "is encrypted",
+                             tamper=lambda data: tamper_zip(data, flag_bits=0x1)),
+    "zip_good": ZipCase(zip_good, None, check_zip_good),
+    "zip_modes": ZipCase(zip_modes, None, check_modes),
+}
+
+
 def build(name: str, path: Path, victim: Path, dest: Path) -> Path:
-    """Write the package of case ``name`` to ``path``."""
+    """Write the package of case ``name`` (of CASES or ZIP_CASES) to ``path``."""
+    if name in ZIP_CASES:
+        return build_zip(name, path, victim, dest)
     with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
         CASES[name].build(tar, victim, dest)
+    return path
+
+
+def build_zip(name: str, path: Path, victim: Path, dest: Path) -> Path:
+    """Write the zip of case ``name`` of ZIP_CASES to ``path``."""
+    case = ZIP_CASES[name]
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w") as zf:
+        case.build(zf, victim, dest)
+    data = raw.getvalue()
+    path.write_bytes(case.tamper(data) if case.tamper else data)
     return path
 
 
@@ -309,10 +531,13 @@ def run_case(name: str, workdir: Path, max_bytes: int = 1 << 30,
     victim.write_bytes(VICTIM_TEXT)
     dest = workdir / "inst" / "releases" / ".floy-unpack-case"
     dest.mkdir(parents=True)
-    package = build(name, workdir / f"{name}.tar.gz", victim, dest)
-    case = CASES[name]
+    is_zip = name in ZIP_CASES
+    package = build(name, workdir / (f"{name}.zip" if is_zip else f"{name}.tar.gz"), victim, dest)
+    case: Case | ZipCase = ZIP_CASES[name] if is_zip else CASES[name]
+    # Zips through the format detection; tar.gz straight to extract_tar, as ever.
+    extract = archive.extract_archive if is_zip else archive.extract_tar  # type: ignore[attr-defined]
     try:
-        archive.extract_tar(str(package), str(dest), max_bytes, max_entries)  # type: ignore[attr-defined]
+        extract(str(package), str(dest), max_bytes, max_entries)
         outcome = ""
     except archive.ArchiveError as exc:  # type: ignore[attr-defined]
         outcome = exc.msg
@@ -336,7 +561,7 @@ def run_case(name: str, workdir: Path, max_bytes: int = 1 << 30,
 def main() -> int:
     """Run every case; print ``{name: [ok, detail]}`` and the interpreter's facts."""
     results = {}
-    for name in CASES:
+    for name in [*CASES, *ZIP_CASES]:
         with tempfile.TemporaryDirectory() as tmp:
             results[name] = run_case(name, Path(tmp))
     print(json.dumps({

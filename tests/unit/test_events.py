@@ -156,3 +156,24 @@ def test_a_failure_the_module_reported_keeps_its_version() -> None:
         "runner_on_failed", {"msg": "health check failed", "phase": "switch_back",
                              "current_version": "1.0.0"}))
     assert updates[0].current_version == "1.0.0" and not updates[0].version_unknown
+
+
+def test_a_release_split_into_phases_completes_on_its_final_run_only() -> None:
+    """Around hooks the role runs floy_release once per phase: only ``final`` completes."""
+    def release(kind: str, **res: object) -> RunnerEvent:
+        return {"event": kind, "created": "2026-01-01T00:00:00",
+                "event_data": {"host": "a", "task_action": "floy.release.floy_release",
+                               "res": dict(res)}}
+
+    state = FoldState.start(["a"])
+    state, ups = fold_event(state, release("runner_on_start"))
+    assert ups[0].status is Status.IN_PROGRESS
+    state, ups = fold_event(state, release("runner_on_ok", phase="done", final=False,
+                                           version="2.0", current_version="1.0"))
+    assert state.statuses["a"] is Status.IN_PROGRESS
+    assert ups == [InstanceUpdate("a", phase="done")]
+    state, ups = fold_event(state, release("runner_on_ok", phase="done", final=True,
+                                           version="2.0", current_version="2.0",
+                                           previous_version="1.0"))
+    assert state.statuses["a"] is Status.COMPLETED
+    assert (ups[0].current_version, ups[0].previous_version) == ("2.0", "1.0")

@@ -271,6 +271,9 @@ def test_defaults_from_the_spec() -> None:
     assert r == InstanceRollbackParams("i", "v", "", False, 300, "")
     b = BatchRollbackParams.from_dict({"service": "s", "target_version": "v", "instances": []})
     assert (b.package_url, b.force, b.timeout, b.batch_size) == ("", False, 300, "1")
+    # No target version: the previous one, resolved by the service (a floy extension).
+    assert InstanceRollbackParams.from_dict({"instance_id": "i"}) == InstanceRollbackParams("i")
+    assert BatchRollbackParams.from_dict({"service": "s", "instances": ["a"]}).target_version == ""
 
 
 def test_batch_size_accepts_int_and_stores_str() -> None:
@@ -427,7 +430,7 @@ BAD_DICTS: list[tuple[Any, dict[str, Any], str, str]] = [
         "force",
         "boolean",
     ),
-    (InstanceRollbackParams, {"instance_id": "i"}, "target_version", "missing"),
+    (InstanceRollbackParams, {"target_version": "v"}, "instance_id", "missing"),
     (InstanceQueryParams, {"service_name": "s", "limit": None}, "limit", "integer"),
     (CancelResult, {"deploy_id": "d", "status": "cancelled"}, "cancelled_at", "missing"),
     (

@@ -294,13 +294,20 @@ def test_instance_query_params_are_the_instances_query(doc: dict[str, Any]) -> N
 # --- required fields, defaults, unknown keys -------------------------------------------------
 
 
+#: Fields without a default in Python that JSON may leave out: a batch rollback's
+#: ``target_version`` stays positional in the Python API (``BatchRollbackParams("web", "",
+#: ids)``; ``instances`` after it has no default), and empty or absent means the previous version.
+OPTIONAL_IN_JSON = {("BatchRollbackParams", "target_version")}
+
+
 def _minimal(cls: type[Any]) -> dict[str, Any]:
-    """Values for a params type's fields without defaults (valid ones)."""
+    """Values for the fields a params type's JSON must hold (valid ones)."""
     values = {"service": "web", "version": "1.0.0", "target_version": "1.0.0",
               "instances": ["web-1"], "package_url": "https://pkgs.example/web.tgz",
               "deploy_id": "d-1", "instance_id": "web-1"}
     return {f.name: values[f.name] for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            and (cls.__name__, f.name) not in OPTIONAL_IN_JSON}
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS_TYPES))

@@ -347,6 +347,26 @@ BAD: list[tuple[str, Callable[[], object], str, str]] = [
         "'..'",
     ),
     (
+        "rollback target",
+        lambda: validate_instance_rollback_params(replace(GOOD_ROLLBACK, target_version="a/b")),
+        "target_version",
+        "'/'",
+    ),
+    (
+        "rollback url without target",
+        lambda: validate_instance_rollback_params(
+            replace(GOOD_ROLLBACK, target_version="", package_url=URL), ALLOWED),
+        "target_version",
+        "package_url needs the version",
+    ),
+    (
+        "batch rollback url without target",
+        lambda: validate_batch_rollback_params(
+            replace(GOOD_BATCH, target_version="", package_url=URL), ALLOWED),
+        "target_version",
+        "give target_version too",
+    ),
+    (
         "batch rollback instances",
         lambda: validate_batch_rollback_params(replace(GOOD_BATCH, instances=("a", "a"))),
         "instances[1]",
@@ -499,6 +519,11 @@ def test_rollback_params_allow_empty_url_and_id() -> None:
     assert validate_batch_rollback_params(GOOD_BATCH) == GOOD_BATCH
     with_url = replace(GOOD_BATCH, package_url=URL, rollback_id="rb-1", batch_size="50%")
     assert validate_batch_rollback_params(with_url, ALLOWED) == with_url
+    # No target version: the service resolves the previous one.
+    previous = replace(GOOD_ROLLBACK, target_version="")
+    assert validate_instance_rollback_params(previous) == previous
+    batch = validate_batch_rollback_params(replace(GOOD_BATCH, target_version=""))
+    assert batch.target_version == ""
 
 
 def test_query_and_spec() -> None:

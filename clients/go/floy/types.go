@@ -194,6 +194,8 @@ type InstanceInfo struct {
 
 // InstanceRollbackParams is the input of RollbackInstance (spec 4.2). An empty
 // PackageURL means the package already staged on the host; Timeout 0 means 300 seconds.
+// An empty TargetVersion (floy extension) means the version the instance ran before its
+// current one; the server answers 422 naming target_version when it does not know it.
 type InstanceRollbackParams struct {
 	InstanceID    string `json:"instance_id"`    // 必填，实例ID
 	TargetVersion string `json:"target_version"` // 必填，目标版本号
@@ -217,7 +219,9 @@ type RollbackResult struct {
 }
 
 // BatchRollbackParams is the input of RollbackBatch (spec 4.3). An empty PackageURL means
-// the packages already staged on the hosts; Timeout 0 means 300 seconds.
+// the packages already staged on the hosts; Timeout 0 means 300 seconds. An empty
+// TargetVersion (floy extension) means the one version all the instances ran before their
+// one current version (else 422 naming target_version).
 type BatchRollbackParams struct {
 	Service       string   `json:"service"`        // 必填，服务名称
 	TargetVersion string   `json:"target_version"` // 必填，目标版本号

@@ -4,7 +4,8 @@ tests/unit/archive_cases.py holds the full catalogue of hostile packages for
 module_utils/floy_archive.extract_tar; this is the guard as floy_release's unpack phase
 meets it, on an instance laid out by floy_layout: ``../`` members, absolute members and a
 symlink that leads out are refused as a bad archive (not retryable), the file outside is
-untouched and nothing is left in the instance once the run cleans up.
+untouched and nothing is left in the instance once the run cleans up. The same holds for
+zip packages (unpack tells the format by the content) and for a file that is no archive.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +103,89 @@ def test_the_guard_is_extract_tar_itself(tmp_path: Path) -> None:
     with pytest.raises(archive.ArchiveError, match=re.escape("contains '..'")):
         archive.extract_tar(str(package), str(dest), 1 << 20, 100)
     assert not (tmp_path / "escaped.txt").exists()
+
+
+# -- zip packages ----------------------------------------------------------------------
+
+
+def _zip_member(zf: zipfile.ZipFile, name: str, data: bytes, kind: int = stat.S_IFREG) -> None:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # unix: the mode (and the symlink type) is in external_attr
+    info.external_attr = (kind | 0o644) << 16
+    zf.writestr(info, data)
+
+
+def _zip_dotdot(zf: zipfile.ZipFile, rel: str, abs_: str) -> None:
+    _zip_member(zf, rel, b"pwned\n")
+
+
+def _zip_absolute(zf: zipfile.ZipFile, rel: str, abs_: str) -> None:
+    _zip_member(zf, abs_, b"pwned\n")
+
+
+def _zip_symlink_escape(zf: zipfile.ZipFile, rel: str, abs_: str) -> None:
+    """A unix symlink (its target is the member's data) to the victim's directory, then a
+    file written through it."""
+    _zip_member(zf, "lib", os.path.dirname(rel).encode(), stat.S_IFLNK)
+    _zip_member(zf, "lib/" + os.path.basename(rel), b"pwned\n")
+
+
+ZipBuild = Callable[[zipfile.ZipFile, str, str], None]
+ZIP_HOSTILE: dict[str, tuple[ZipBuild, str]] = {
+    "zip_dotdot": (_zip_dotdot, "contains '..'"),
+    "zip_absolute": (_zip_absolute, "is an absolute path"),
+    "zip_symlink_escape": (_zip_symlink_escape, "link 'lib' points outside the release"),
+}
+
+
+def _release_and_victim(tmp_path: Path) -> tuple[Any, Path, str]:
+    """A prepared release of hello-1, a victim file outside it, and the victim's path
+    relative to where unpack extracts (a temp directory in releases/)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_bytes(ORIGINAL)
+    instance_dir = str(tmp_path / "floy" / "hello" / "hello-1")
+    release = floy_release.Release(fake_module(
+        floy_release, instance_dir=instance_dir, service="hello", instance_id="hello-1",
+        version="1.0.0"))
+    release.prepare_dirs()
+    probe_dest = os.path.join(release.layout.releases_dir, ".floy-unpack-xxxxxxxx")
+    return release, victim, os.path.relpath(victim, probe_dest)
+
+
+def _refused_cleanly(release: Any, package: Path, victim: Path | None) -> str:
+    """Unpack ``package``; assert it is a bad archive that left nothing behind; the message."""
+    with pytest.raises(floy_release.ReleaseError) as caught:
+        release.unpack(str(package))
+    release.cleanup_temp()
+    os.close(release.lock_fd)
+    layout = release.layout
+    assert caught.value.msg.startswith("bad archive: ")
+    assert caught.value.retryable is False
+    if victim is not None:
+        assert victim.read_bytes() == ORIGINAL
+        assert sorted(os.listdir(victim.parent)) == ["victim.txt"]
+    assert os.listdir(layout.releases_dir) == []
+    assert not layout_mod.is_complete(layout, "1.0.0")
+    return str(caught.value.msg)
+
+
+@pytest.mark.parametrize("case", sorted(ZIP_HOSTILE))
+def test_zip_path_traversal_guard(tmp_path: Path, case: str) -> None:
+    release, victim, rel = _release_and_victim(tmp_path)
+    package = tmp_path / f"{case}.zip"
+    build, needle = ZIP_HOSTILE[case]
+    with zipfile.ZipFile(package, "w") as zf:
+        build(zf, rel, str(victim))
+    assert needle in _refused_cleanly(release, package, victim)
+
+
+def test_a_package_that_is_no_archive_is_a_bad_archive(tmp_path: Path) -> None:
+    """An HTML error page served with a 200 and a package's name."""
+    release, _, _ = _release_and_victim(tmp_path)
+    package = tmp_path / "hello-1.0.0.tar.gz"
+    package.write_bytes(b"<html><body>Service Unavailable</body></html>")
+    msg = _refused_cleanly(release, package, None)
+    assert msg == ("bad archive: the package is a file starting with b'<html><body>Serv': "
+                   "not a tar.gz, tar or zip archive")

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
-# Copyright: floy contributors
-# Apache License 2.0 (see the repository's pyproject.toml)
+# Copyright: (c) 2026, floy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """Inventory source: the instances registered in a floy store, grouped by service."""
 
 from __future__ import absolute_import, division, print_function
@@ -25,7 +26,9 @@ description:
   - The source file name must end with C(floy.yml) or C(floy.yaml).
   - Reads the tables directly, so it knows the store's schema versions it was written for
     (1 to 5) and refuses a store at any other version with an error naming it.
-author: floy contributors
+version_added: "0.1.0"
+# Not on GitHub yet, so no handle: "!UNKNOWN" is validate-modules' form for that.
+author: floy contributors (!UNKNOWN)
 options:
   plugin:
     description: Marks the file as a source for this plugin.

@@ -1,6 +1,10 @@
-# Copyright: floy contributors
-# Apache License 2.0 (see the repository's pyproject.toml)
+# Copyright: (c) 2026, floy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """Unpack a release package without ever writing outside its directory.
+
+A package is a gzip tar, a plain tar or a zip, told apart by its first bytes
+(``extract_archive``); all three feed the same writer, so the rules below hold for each.
 
 floy does not hand the archive to ``tarfile.extractall``: the PEP 706 ``data`` filter is
 missing on Pythons before 3.12 and on older 3.8-3.11 patch releases, and where it exists it
@@ -18,18 +22,29 @@ relies on ``os.path.realpath``, which long member paths near PATH_MAX defeated
 - devices, FIFOs and sparse files are refused; setuid, setgid, sticky and group/other
   write bits are dropped; the owner is the user running the module;
 - a cap on entries and on unpacked bytes (checked from each header before its data is
-  read), and a ``check`` callback called per member and per chunk for the deadline.
+  read, and again on the bytes actually streamed), and a ``check`` callback called per
+  member and per chunk for the deadline.
+
+Zip specifics: modes come from the unix attributes (``external_attr >> 16``) of members
+made on unix, a unix symlink's target is its member's data, encrypted members and methods
+other than stored and deflated are refused (bzip2 and lzma would decompress a whole chunk
+at once, unbounded), and the central directory is walked and capped before ``zipfile``
+reads it into memory.
 
 Standard library only, Python 3.8 compatible: this runs on the target's interpreter.
 """
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import posixpath
 import stat
+import struct
 import tarfile
+import time
+import zipfile
 import zlib
 
 NAME_MAX = 255
@@ -156,33 +171,16 @@ class _Extraction:
             self._parent_key = key
         return self._parent_fd
 
-    # -- members -------------------------------------------------------------------------
+    # -- members: what _add_tar_member and _add_zip_member call, whatever the format ------
 
-    def add(self, tar, member):
+    def count(self):
+        """Called once per member, before anything else: the deadline and the entry cap."""
         self.check()
         self.entries += 1
         if self.entries > self.max_entries:
-            raise ArchiveError(
-                "more than %d entries (the limit, max_archive_entries)" % self.max_entries
-            )
-        name = member.name
-        parts = member_parts(name)
-        if member.isdir():
-            self.add_dir(parts, member, name)
-        elif member.issym():
-            self.add_symlink(parts, member, name)
-        elif member.islnk():
-            self.add_hardlink(parts, member, name)
-        elif member.isreg():
-            self.add_file(tar, parts, member, name)
-        else:
-            kind = "a character device" if member.ischr() else (
-                "a block device" if member.isblk() else (
-                    "a FIFO" if member.isfifo() else "of an unsupported type"))
-            raise ArchiveError("%r is %s; only files, directories and links are allowed"
-                               % (name, kind))
+            raise _too_many_entries(self.max_entries)
 
-    def add_dir(self, parts, member, name):
+    def add_dir(self, parts, mode, name):
         if not parts:
             return  # "./": the release directory itself
         parent_fd = self.parent(parts, name)
@@ -192,36 +190,57 @@ class _Extraction:
             st = os.stat(parts[-1], dir_fd=parent_fd, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
                 raise ArchiveError("directory %r would replace a file or link" % name) from None
-        self.dirs[tuple(parts)] = dir_mode(member.mode)
+        self.dirs[tuple(parts)] = dir_mode(mode)
 
-    def add_file(self, tar, parts, member, name):
+    def add_file(self, parts, name, mode, mtime, declared, open_data):
+        """Write a regular file of ``declared`` bytes; ``open_data()`` gives its data.
+
+        The cap is checked from the declared size first, then on the streamed bytes: a zip
+        header may lie, and the data decides.
+        """
         if not parts:
             raise ArchiveError("file %r has no name" % name)
-        if member.issparse():
-            raise ArchiveError("%r is a sparse file; sparse files are not supported" % name)
-        if self.total_bytes + member.size > self.max_bytes:
-            raise ArchiveError(
-                "unpacks to more than %d bytes (the limit, max_unpacked_bytes), at %r"
-                % (self.max_bytes, name)
-            )
+        budget = self.max_bytes - self.total_bytes
+        if declared > budget:
+            raise self.too_big(name)
         parent_fd = self.parent(parts, name)
         fd = self.create(parent_fd, parts[-1], name)
         try:
-            source = tar.extractfile(member)
-            written = 0
-            while written < member.size:
-                self.check()
-                chunk = source.read(min(CHUNK, member.size - written))
-                if not chunk:
-                    raise ArchiveError("%r is truncated" % name)
-                _write_all(fd, chunk)
-                written += len(chunk)
+            source = open_data()
+            try:
+                written = self.copy(source, fd, budget, name)
+            finally:
+                source.close()
+            if written < declared:
+                raise ArchiveError("%r is truncated" % name)
+            if written > declared:
+                raise ArchiveError("%r holds %d bytes, more than the %d its header declares"
+                                   % (name, written, declared))
             self.total_bytes += written
-            os.fchmod(fd, file_mode(member.mode))
-            mtime = max(0, int(member.mtime))
+            os.fchmod(fd, file_mode(mode))
+            mtime = max(0, int(mtime))
             os.utime(fd, (mtime, mtime))
         finally:
             os.close(fd)
+
+    def copy(self, source, fd, budget, name):
+        """Copy ``source`` to ``fd`` until its end; refused once past ``budget`` bytes."""
+        written = 0
+        while True:
+            chunk = source.read(CHUNK)
+            if not chunk:
+                return written
+            self.check()
+            written += len(chunk)
+            if written > budget:
+                raise self.too_big(name)
+            _write_all(fd, chunk)
+
+    def too_big(self, name):
+        return ArchiveError(
+            "unpacks to more than %d bytes (the limit, max_unpacked_bytes), at %r"
+            % (self.max_bytes, name)
+        )
 
     def create(self, parent_fd, leaf, name):
         try:
@@ -238,8 +257,7 @@ class _Extraction:
                 raise ArchiveError("file %r would replace a link" % name) from None
             raise
 
-    def add_symlink(self, parts, member, name):
-        target = member.linkname
+    def add_symlink(self, parts, target, name):
         if not parts:
             raise ArchiveError("link %r has no name" % name)
         if not target or "\x00" in target:
@@ -259,10 +277,10 @@ class _Extraction:
             raise ArchiveError("link %r would replace an earlier member" % name) from None
         self.symlinks.append(parts)
 
-    def add_hardlink(self, parts, member, name):
+    def add_hardlink(self, parts, linkname, name):
         if not parts:
             raise ArchiveError("hard link %r has no name" % name)
-        source = member_parts(member.linkname, "hard link target")
+        source = member_parts(linkname, "hard link target")
         if not source:
             raise ArchiveError("hard link %r points at the release directory" % name)
         source_fd = self.open_dir(source[:-1], False, name)
@@ -271,10 +289,10 @@ class _Extraction:
                 st = os.stat(source[-1], dir_fd=source_fd, follow_symlinks=False)
             except FileNotFoundError:
                 raise ArchiveError("hard link %r points at %r, which is not in the archive "
-                                   "before it" % (name, member.linkname)) from None
+                                   "before it" % (name, linkname)) from None
             if not stat.S_ISREG(st.st_mode):
                 raise ArchiveError("hard link %r must point at a regular file, not %r"
-                                   % (name, member.linkname))
+                                   % (name, linkname))
             parent_fd = self.parent(parts, name)
             try:
                 os.link(source[-1], parts[-1], src_dir_fd=source_fd, dst_dir_fd=parent_fd,
@@ -338,6 +356,15 @@ class _Extraction:
                 os.close(fd)
 
 
+def _too_many_entries(max_entries):
+    return ArchiveError("more than %d entries (the limit, max_archive_entries)" % max_entries)
+
+
+def _unsupported_type(name, kind):
+    return ArchiveError("%r is %s; only files, directories and links are allowed"
+                        % (name, kind))
+
+
 def _reversed_parts(path):
     return path.split("/")[::-1]
 
@@ -349,23 +376,12 @@ def _write_all(fd, data):
         view = view[written:]
 
 
-def extract_tar(archive, dest, max_bytes, max_entries, check=_no_check):
-    """Unpack the gzip tar ``archive`` into the empty directory ``dest``.
-
-    Returns ``(entries, bytes)``. Raises ArchiveError for a refused or corrupt archive,
-    whatever ``check`` raises (the caller's deadline), or OSError (e.g. disk full).
-    ``dest`` may be left partly written on error: the caller removes it.
-    """
+def _extract(dest, max_bytes, max_entries, check, feed):
+    """Unpack into ``dest`` what ``feed(job)`` adds, then check links and set dir modes."""
     root_fd = os.open(dest, _DIR_FLAGS)
     job = _Extraction(root_fd, max_bytes, max_entries, check)
     try:
-        try:
-            # Stream mode: members are read once, in order, and never seeked back to.
-            with tarfile.open(archive, "r|gz") as tar:
-                for member in tar:
-                    job.add(tar, member)
-        except (tarfile.TarError, EOFError, zlib.error, UnicodeError) as exc:
-            raise ArchiveError(str(exc) or type(exc).__name__) from None
+        feed(job)
         if job.entries == 0:
             raise ArchiveError("the package is empty")
         job.verify_symlinks()
@@ -375,3 +391,233 @@ def extract_tar(archive, dest, max_bytes, max_entries, check=_no_check):
         job.close()
         os.close(root_fd)
     return job.entries, job.total_bytes
+
+
+def extract_archive(archive, dest, max_bytes, max_entries, check=_no_check):
+    """Unpack the package ``archive`` (tar.gz, tar or zip, told by its first bytes).
+
+    Same arguments, result and errors as ``extract_tar``; a file of any other format is an
+    ArchiveError naming what it looks like.
+    """
+    kind = archive_format(archive)
+    if kind == "zip":
+        return extract_zip(archive, dest, max_bytes, max_entries, check)
+    mode = "r|gz" if kind == "tar.gz" else "r|"
+    return _extract(dest, max_bytes, max_entries, check,
+                    lambda job: _feed_tar(job, archive, mode))
+
+
+#: First bytes of formats a package URL may serve by mistake, named when refused.
+_OTHER_FORMATS = (
+    (b"BZh", "a bzip2 file"),
+    (b"\xfd7zXZ\x00", "an xz file"),
+    (b"\x28\xb5\x2f\xfd", "a zstd file"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!", "a RAR archive"),
+)
+
+
+def archive_format(archive):
+    """``"tar.gz"``, ``"tar"`` or ``"zip"``, from the content of ``archive``, never its name."""
+    with open(archive, "rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"\x1f\x8b"):
+        return "tar.gz"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip; PK 05 06: an empty one
+        return "zip"
+    if not head:
+        seen = "an empty file"
+    else:
+        seen = "a file starting with %r" % head
+        for magic, what in _OTHER_FORMATS:
+            if head.startswith(magic):
+                seen = what
+                break
+        else:
+            # After the magics above: is_tarfile also accepts compressed tars, which the
+            # plain stream reader ("r|") cannot read.
+            if tarfile.is_tarfile(archive):
+                return "tar"
+    raise ArchiveError("the package is %s: not a tar.gz, tar or zip archive" % seen)
+
+
+# -- tar -----------------------------------------------------------------------------------
+
+
+def extract_tar(archive, dest, max_bytes, max_entries, check=_no_check):
+    """Unpack the gzip tar ``archive`` into the empty directory ``dest``.
+
+    Returns ``(entries, bytes)``. Raises ArchiveError for a refused or corrupt archive,
+    whatever ``check`` raises (the caller's deadline), or OSError (e.g. disk full).
+    ``dest`` may be left partly written on error: the caller removes it.
+    """
+    return _extract(dest, max_bytes, max_entries, check,
+                    lambda job: _feed_tar(job, archive, "r|gz"))
+
+
+def _feed_tar(job, archive, mode):
+    try:
+        # Stream mode: members are read once, in order, and never seeked back to.
+        with tarfile.open(archive, mode) as tar:
+            for member in tar:
+                _add_tar_member(job, tar, member)
+    except (tarfile.TarError, EOFError, zlib.error, UnicodeError) as exc:
+        raise ArchiveError(str(exc) or type(exc).__name__) from None
+
+
+def _add_tar_member(job, tar, member):
+    job.count()
+    name = member.name
+    parts = member_parts(name)
+    if member.isdir():
+        job.add_dir(parts, member.mode, name)
+    elif member.issym():
+        job.add_symlink(parts, member.linkname, name)
+    elif member.islnk():
+        job.add_hardlink(parts, member.linkname, name)
+    elif member.isreg():
+        if parts and member.issparse():
+            raise ArchiveError("%r is a sparse file; sparse files are not supported" % name)
+        job.add_file(parts, name, member.mode, member.mtime, member.size,
+                     lambda: tar.extractfile(member))
+    else:
+        kind = "a character device" if member.ischr() else (
+            "a block device" if member.isblk() else (
+                "a FIFO" if member.isfifo() else "of an unsupported type"))
+        raise _unsupported_type(name, kind)
+
+
+# -- zip -----------------------------------------------------------------------------------
+
+_ZIP_END = struct.Struct("<4s4H2LH")  # end of central directory record
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_END = struct.Struct("<4sQ2H2L4Q")
+_ZIP_CENTRAL = struct.Struct("<4s6H3L5H2L")  # one central directory header
+#: Central directory bytes allowed per permitted entry (header, a name at the cap, and room
+#: for extra fields and a comment): ``zipfile`` reads the whole directory into memory.
+_CENTRAL_BYTES_PER_ENTRY = _ZIP_CENTRAL.size + MAX_MEMBER_NAME + 1024
+_ZIP_UNIX = 3  # create_system of a member made on unix
+_ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0
+#: Members are streamed to their real end, not to the size their header declares.
+_UNBOUNDED = 1 << 62
+_ZIP_SPECIAL = {
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO",
+}
+
+
+def extract_zip(archive, dest, max_bytes, max_entries, check=_no_check):
+    """Unpack the zip ``archive`` into the empty directory ``dest``, under the same rules,
+    caps, result and errors as ``extract_tar``."""
+    return _extract(dest, max_bytes, max_entries, check,
+                    lambda job: _feed_zip(job, archive))
+
+
+def _feed_zip(job, archive):
+    try:
+        with open(archive, "rb") as fh:
+            _check_central_directory(fh, job.max_entries)
+            with zipfile.ZipFile(fh) as zf:
+                for info in zf.infolist():
+                    _add_zip_member(job, zf, info)
+    except (zipfile.BadZipFile, EOFError, zlib.error, UnicodeError, struct.error,
+            NotImplementedError) as exc:
+        raise ArchiveError(str(exc) or type(exc).__name__) from None
+
+
+def _check_central_directory(fh, max_entries):
+    """Refuse a central directory of more than ``max_entries`` entries, or larger than
+    they can need, before ``zipfile`` reads it whole; found as ``zipfile`` finds it."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    tail_size = min(size, _ZIP_END.size + 0xFFFF)  # the record, then a comment of <64 KiB
+    fh.seek(size - tail_size)
+    tail = fh.read(tail_size)
+    at = len(tail) - _ZIP_END.size
+    if not (at >= 0 and tail[at:at + 4] == b"PK\x05\x06" and tail[-2:] == b"\0\0"):
+        at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _ZIP_END.size > len(tail):
+        raise ArchiveError("a zip without an end of central directory record")
+    end = size - tail_size + at
+    directory_size = _ZIP_END.unpack_from(tail, at)[5]
+    directory_end = end
+    if end >= _ZIP64_LOCATOR.size + _ZIP64_END.size:
+        fh.seek(end - _ZIP64_LOCATOR.size - _ZIP64_END.size)
+        zip64 = fh.read(_ZIP64_END.size + _ZIP64_LOCATOR.size)
+        locator = zip64[_ZIP64_END.size:_ZIP64_END.size + 4]
+        if locator == b"PK\x06\x07" and zip64[:4] == b"PK\x06\x06":
+            directory_size = _ZIP64_END.unpack_from(zip64)[8]
+            directory_end = end - _ZIP64_LOCATOR.size - _ZIP64_END.size
+    if directory_size > max_entries * _CENTRAL_BYTES_PER_ENTRY:
+        raise ArchiveError("the zip's central directory is %d bytes, more than %d entries "
+                           "(the limit, max_archive_entries) can need"
+                           % (directory_size, max_entries))
+    fh.seek(max(0, directory_end - directory_size))
+    left = directory_size
+    entries = 0
+    while left >= _ZIP_CENTRAL.size:
+        header = fh.read(_ZIP_CENTRAL.size)
+        if len(header) < _ZIP_CENTRAL.size or header[:4] != b"PK\x01\x02":
+            return  # not what it claims: zipfile says why
+        entries += 1
+        if entries > max_entries:
+            raise _too_many_entries(max_entries)
+        fields = _ZIP_CENTRAL.unpack(header)
+        skip = fields[10] + fields[11] + fields[12]  # name, extra field, comment
+        fh.seek(skip, os.SEEK_CUR)
+        left -= _ZIP_CENTRAL.size + skip
+
+
+def _add_zip_member(job, zf, info):
+    job.count()
+    name = info.filename
+    parts = member_parts(name)
+    if info.flag_bits & _ZIP_ENCRYPTED:
+        raise ArchiveError("%r is encrypted; encrypted members are not supported" % name)
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ArchiveError("%r is compressed with method %d; only stored and deflated "
+                           "members are supported" % (name, info.compress_type))
+    unix = info.external_attr >> 16 if info.create_system == _ZIP_UNIX else 0
+    kind = stat.S_IFMT(unix)
+    if name.endswith("/") or kind == stat.S_IFDIR:
+        job.add_dir(parts, stat.S_IMODE(unix) if unix else 0o755, name)
+    elif kind == stat.S_IFLNK:
+        job.add_symlink(parts, _zip_link_target(zf, info, name), name)
+    elif kind in (0, stat.S_IFREG):
+        job.add_file(parts, name, stat.S_IMODE(unix) if unix else 0o644, _zip_mtime(info),
+                     info.file_size, lambda: _open_zip_member(zf, info))
+    else:
+        raise _unsupported_type(name, _ZIP_SPECIAL.get(kind, "of an unsupported type"))
+
+
+def _open_zip_member(zf, info):
+    """The member's data to the end of its compressed stream (``zipfile`` would stop at
+    the declared size), still checked against its CRC there."""
+    unbounded = copy.copy(info)
+    unbounded.file_size = _UNBOUNDED
+    return zf.open(unbounded)
+
+
+def _zip_link_target(zf, info, name):
+    if info.file_size > MAX_LINK_TARGET:
+        raise ArchiveError("link %r has a target longer than %d bytes" % (name, MAX_LINK_TARGET))
+    source = _open_zip_member(zf, info)
+    try:
+        data = source.read(MAX_LINK_TARGET + 1)
+    finally:
+        source.close()
+    if len(data) > MAX_LINK_TARGET:
+        raise ArchiveError("link %r has a target longer than %d bytes" % (name, MAX_LINK_TARGET))
+    if len(data) != info.file_size:
+        raise ArchiveError("link %r holds %d bytes, not the %d its header declares"
+                           % (name, len(data), info.file_size))
+    return os.fsdecode(data)
+
+
+def _zip_mtime(info):
+    """The member's modification time: zip stores local time, as unzip reads it."""
+    try:
+        return time.mktime((*info.date_time, 0, 0, -1))
+    except (OverflowError, ValueError):
+        return 0

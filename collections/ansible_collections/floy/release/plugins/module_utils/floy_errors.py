@@ -1,5 +1,6 @@
-# Copyright: floy contributors
-# Apache License 2.0 (see the repository's pyproject.toml)
+# Copyright: (c) 2026, floy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """The failures of a release: ReleaseError, with whether retrying could help; the
 deadline failure DeadlineExceeded, whose message reads ``timed out after N s`` then an
 optional detail in parentheses (floy_release's RETURN documents that form of ``msg``); and

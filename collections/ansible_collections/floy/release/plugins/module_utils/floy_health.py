@@ -1,5 +1,6 @@
-# Copyright: floy contributors
-# Apache License 2.0 (see the repository's pyproject.toml)
+# Copyright: (c) 2026, floy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """The HTTP health check of an instance: poll its port until it answers (optionally with
 an expected text in the body) or a deadline passes.
 

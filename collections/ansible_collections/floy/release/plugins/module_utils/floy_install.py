@@ -1,5 +1,6 @@
-# Copyright: floy contributors
-# Apache License 2.0 (see the repository's pyproject.toml)
+# Copyright: (c) 2026, floy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """Moving an unpacked release into ``releases/<version>`` (and undoing that), and pruning
 old releases: the writes of floy_release that follow the on-disk contract of floy_layout.
 

@@ -1,5 +1,6 @@
-# Copyright: floy contributors
-# Apache License 2.0 (see the repository's pyproject.toml)
+# Copyright: (c) 2026, floy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """The on-disk contract of a floy instance: one definition, read and written by both modules.
 
 floy_release writes an instance directory by these rules and floy_probe reads it by the

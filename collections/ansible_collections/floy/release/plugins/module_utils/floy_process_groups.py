@@ -1,5 +1,6 @@
-# Copyright: floy contributors
-# Apache License 2.0 (see the repository's pyproject.toml)
+# Copyright: (c) 2026, floy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """Process groups of restart commands: stopping them, and the record of one in flight.
 
 floy_release runs the restart command in a session of its own and kills its process group

@@ -1,5 +1,6 @@
-# Copyright: floy contributors
-# Apache License 2.0 (see the repository's pyproject.toml)
+# Copyright: (c) 2026, floy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """Running an instance's restart command: ``/bin/sh -c`` in the release directory, in a
 session (process group) of its own, output appended to the instance's restart log.
 

@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright: floy contributors
-# Apache License 2.0 (see the repository's pyproject.toml)
+# Copyright: (c) 2026, floy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """Report which release an instance runs, read from its directory, in one execution."""
 
 from __future__ import absolute_import, division, print_function
@@ -22,7 +23,27 @@ options:
     description: The instance directory, C(<floy_root>/<service>/<instance_id>).
     type: path
     required: true
-author: floy contributors
+version_added: "0.1.0"
+# Not on GitHub yet, so no handle: "!UNKNOWN" is validate-modules' form for that.
+author: floy contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads the instance directory alike in both modes (the one thing it may stop
+      is what is left of a restart command whose release died).
+  diff_mode:
+    support: none
+  platform:
+    platforms: linux
+    details: Reads C(/proc) to stop what is left of a restart command whose release died.
+seealso:
+  - module: floy.release.floy_release
+    description: Releases a version to an instance; this module reads what it wrote.
+  - plugin: floy.release.floy
+    plugin_type: inventory
+    description: floy's instance registry as an inventory.
 """
 
 EXAMPLES = r"""
@@ -128,7 +149,7 @@ def probe(instance_dir):
             incomplete.append(name)
         else:
             complete.append((str(record.get("installed_at", "")), name))
-    result["releases"] = [version for _, version in sorted(complete)]
+    result["releases"] = [version for _installed, version in sorted(complete)]
     result["incomplete"] = sorted(incomplete)
     return result
 

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# Copyright: floy contributors
-# Apache License 2.0 (see the repository's pyproject.toml)
+# Copyright: (c) 2026, floy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """floy_release: install, switch, restart and health-check one release of one instance."""
 
 from __future__ import annotations
@@ -33,7 +34,25 @@ description:
     of the instance stops what is left of it.
   - Only the Python standard library is needed on the target.
 version_added: "0.1.0"
-author: floy contributors
+# Not on GitHub yet, so no handle: "!UNKNOWN" is validate-modules' form for that.
+author: floy contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether a release (or a restart) would happen; only reads the host.
+  diff_mode:
+    support: none
+  platform:
+    platforms: linux
+    details: Reads C(/proc) to find what is left of a restart command's process group.
+seealso:
+  - module: floy.release.floy_probe
+    description: Which release an instance runs, read by the same rules this module writes by.
+  - plugin: floy.release.floy
+    plugin_type: inventory
+    description: floy's instance registry as an inventory.
 options:
   instance_dir:
     description: Directory of the instance, C(<floy_root>/<service>/<instance_id>).
@@ -48,16 +67,82 @@ options:
     type: str
     required: true
   version:
-    description: Version to release, same pattern as I(service). Never contains C(..).
+    description:
+      - Version to release, same pattern as I(service). Never contains C(..).
+      - Required unless I(to_previous) is set.
     type: str
-    required: true
+    default: ""
+  to_previous:
+    description:
+      - With an empty I(version), release the version this instance ran before its current
+        one, as C(.floy/state.json) records it (the rollback of ansistrano without a
+        version). Fails, changing nothing, when none is recorded or its release is no
+        longer complete on the host and no I(package_url) names it.
+      - The result's C(version) is the version chosen.
+    type: bool
+    default: false
+    version_added: "0.2.0"
+  phases:
+    description:
+      - Which phases of the release this run does, in order - C(fetch) (download or copy,
+        unpack, link shared paths, record the release complete), C(switch) (link shared
+        paths, switch C(current), restart, health check, switch back on failure) and
+        C(cleanup) (remove releases beyond I(keep_releases)).
+      - The default does all three in one module execution. The role splits them only
+        when hooks are set, to run the hooks between them. An empty list changes nothing
+        and reports the instance (the role's last step after a trailing hook).
+      - A run without C(fetch) fails, changing nothing, when the release is not complete
+        on the host.
+    type: list
+    elements: str
+    choices: [fetch, switch, cleanup]
+    default: [fetch, switch, cleanup]
+    version_added: "0.2.0"
+  final:
+    description:
+      - Whether this run ends the release of the instance; returned as C(final). floy
+        completes an instance on the result of a final run only (the earlier runs of a
+        release split into phases report C(final=false)).
+    type: bool
+    default: true
+    version_added: "0.2.0"
+  shared_paths:
+    description:
+      - Directories kept across releases (ansistrano's C(ansistrano_shared_paths)) -
+        C(releases/<version>/<path>) becomes a relative symlink to C(shared/<path>),
+        replacing what the package had there; C(shared/<path>) is created when missing.
+      - Relative paths without C(.) or C(..) components. Linked when a release is
+        installed and again before it is switched to.
+    type: list
+    elements: str
+    default: []
+    version_added: "0.2.0"
+  shared_files:
+    description:
+      - Files kept across releases (ansistrano's C(ansistrano_shared_files)), linked like
+        I(shared_paths); their directory in C(shared/) is created, the file itself is not.
+    type: list
+    elements: str
+    default: []
+    version_added: "0.2.0"
+  package_path:
+    description:
+      - A package file already on the host (the role copies a file from the controller
+        there, or archives a git ref there), used instead of I(package_url). Its sha256 is
+        checked against I(package_sha256) like a download's.
+      - The release's record names no URL, so a pruned release made from it cannot be
+        fetched again without a new package.
+    type: path
+    default: ""
+    version_added: "0.2.0"
   deploy_id:
     description: ID of the floy run, recorded in C(state.json).
     type: str
     default: ""
   package_url:
     description:
-      - HTTPS URL of the C(.tar.gz) package. Other schemes are refused, redirects to them too.
+      - HTTPS URL of the C(.tar.gz), C(.tar) or C(.zip) package (its format is told by its
+        content, not its name). Other schemes are refused, redirects to them too.
       - May be empty when the version is already installed on the host, or when
         a record of an earlier install of the version names its URL.
     type: str
@@ -142,16 +227,19 @@ options:
     type: list
     elements: str
     default: []
+    version_added: "0.2.0"
   max_unpacked_bytes:
     description:
       - Most bytes a package may download and unpack to (4 GiB by default); larger ones
         are refused before their data is written.
     type: int
     default: 4294967296
+    version_added: "0.2.0"
   max_archive_entries:
     description: Most entries (files, directories, links) a package may hold.
     type: int
     default: 100000
+    version_added: "0.2.0"
 notes:
   - Packages are unpacked member by member through directory file descriptors, never
     through a symlink; absolute paths, C(..), links leading out of the release, devices
@@ -213,6 +301,7 @@ sha256:
   description: sha256 of the package (downloaded, or recorded for a reused release).
   returned: always
   type: str
+  version_added: "0.2.0"
 release_dir:
   description: Path of C(releases/<version>).
   returned: always
@@ -227,6 +316,11 @@ retryable:
     archive, bad input, a cancel and the deadline.
   returned: always
   type: bool
+final:
+  description: The I(final) option as given - whether this run ends the instance's release.
+  returned: always
+  type: bool
+  version_added: "0.2.0"
 health_attempts:
   description: >-
     How many times the restart command and health check of the release ran in this
@@ -248,6 +342,7 @@ timings:
 # Stdlib only, and Python 3.8 compatible: this runs on the target's interpreter.
 import contextlib  # noqa: E402
 import errno  # noqa: E402
+import hashlib  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
@@ -257,7 +352,7 @@ import time  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.floy.release.plugins.module_utils.floy_archive import (  # noqa: E402
     ArchiveError,
-    extract_tar,
+    extract_archive,
 )
 from ansible_collections.floy.release.plugins.module_utils.floy_cancel import (  # noqa: E402
     CURRENT_PHASE,
@@ -316,6 +411,11 @@ from ansible_collections.floy.release.plugins.module_utils.floy_restart import (
     restart_environment,
     run_restart,
 )
+from ansible_collections.floy.release.plugins.module_utils.floy_shared import (  # noqa: E402
+    SharedPathError,
+    check_shared,
+    link_shared,
+)
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # After a failed release the previous one is restarted even though the deadline
@@ -324,6 +424,8 @@ RECOVERY_BUDGET = 30.0
 # Caps on what one package may unpack to (operator-settable; see DOCUMENTATION).
 DEFAULT_MAX_UNPACKED_BYTES = 4 << 30
 DEFAULT_MAX_ARCHIVE_ENTRIES = 100000
+# The phases of a release, in order (the role runs them apart only around hooks).
+PHASES = ("fetch", "switch", "cleanup")
 
 
 class Release:
@@ -336,9 +438,8 @@ class Release:
         self.started = time.monotonic()
         self.deadline = self.started + p["timeout"]
         self.layout = InstanceLayout(p["instance_dir"])
-        self.version = p["version"]
-        self.release_dir = self.layout.release_dir(self.version)
-        self.record_path = self.layout.record_path(self.version)
+        self.set_version(p["version"])
+        self.shared = []
         self.phase = "validate"
         self.phase_started = self.started
         self.timings = {}
@@ -351,6 +452,12 @@ class Release:
         self.lock_fd = None
         self.state_written = False
         self.health_attempts = 0
+
+    def set_version(self, version):
+        """The version this run releases (chosen late with ``to_previous``)."""
+        self.version = version
+        self.release_dir = self.layout.release_dir(version) if version else ""
+        self.record_path = self.layout.record_path(version) if version else ""
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -382,6 +489,7 @@ class Release:
             sha256=self.sha256,
             release_dir=self.release_dir,
             retryable=retryable,
+            final=self.p["final"],
             health_attempts=self.health_attempts,
             msg=msg,
             timings=self.timings,
@@ -410,7 +518,12 @@ class Release:
 
     def validate(self):
         p = self.p
-        for field in ("service", "instance_id", "version"):
+        names = ("service", "instance_id", "version")
+        if not p["version"]:
+            if not p["to_previous"]:
+                raise ReleaseError("version is required (or to_previous=true with no version)")
+            names = ("service", "instance_id")
+        for field in names:
             value = p[field]
             if not NAME_RE.match(value) or ".." in value:
                 raise ReleaseError(
@@ -432,8 +545,22 @@ class Release:
             raise ReleaseError("invalid keep_releases %d: must be at least 1" % p["keep_releases"])
         if p["max_unpacked_bytes"] < 1 or p["max_archive_entries"] < 1:
             raise ReleaseError("invalid max_unpacked_bytes or max_archive_entries: must be positive")
+        if p["package_url"] and p["package_path"]:
+            raise ReleaseError("give package_url or package_path, not both")
         if p["package_url"]:
             self.check_url(p["package_url"], "package_url")
+        phases = p["phases"]
+        if list(phases) != [x for x in PHASES if x in phases]:
+            raise ReleaseError(
+                "invalid phases %s: a run does some of %s, in that order, each once"
+                % (", ".join(phases) or "(none)", ", ".join(PHASES))
+            )
+        if phases == ["fetch", "cleanup"]:
+            raise ReleaseError("invalid phases fetch, cleanup: cleanup follows a switch")
+        try:
+            self.shared = check_shared(p["shared_paths"], p["shared_files"])
+        except SharedPathError as exc:
+            raise ReleaseError(exc.msg) from None
         sha = p["package_sha256"].strip().lower()
         if sha and not SHA256_RE.match(sha):
             raise ReleaseError("invalid package_sha256: expected 64 hex digits")
@@ -516,7 +643,7 @@ class Release:
         self.temp_paths.append(dest)
         try:
             with deadline_timer(self.remaining(), lambda: "unpacking"):
-                extract_tar(
+                extract_archive(
                     archive,
                     dest,
                     self.p["max_unpacked_bytes"],
@@ -649,13 +776,31 @@ class Release:
         old_target, old_version = self.read_current()
         self.current_version = old_version
         self.previous_version = state.get("previous_version", "") or ""
+        if not self.version:
+            self.choose_previous(old_version)
+        phases = p["phases"]
+        if not phases:
+            self.enter("done")
+            return self.result("%s is current" % (old_version or "no release"))
+        if phases == ["cleanup"]:
+            return self.run_cleanup()
         expected_sha = p["package_sha256"]
         record = read_record(self.layout, self.version)
         complete = is_complete(self.layout, self.version)
         sha_ok = not expected_sha or (record or {}).get("sha256") == expected_sha
         reuse = complete and sha_ok and p["reuse_release"] and not p["force"]
+        if "fetch" not in phases:
+            # The fetch phase ran in an earlier module run (hooks in between): use its work.
+            if not (complete and sha_ok):
+                raise ReleaseError(
+                    "release %s is not complete on this instance%s: run the fetch phase first"
+                    % (self.version, " with sha256 %s" % expected_sha if expected_sha else "")
+                )
+            reuse = True
         if reuse:
             self.sha256 = record.get("sha256", "")
+        if "switch" not in phases:
+            return self.run_fetch_only(reuse, record)
 
         if old_version == self.version and reuse:
             return self.run_same_version(state)
@@ -666,31 +811,12 @@ class Release:
                 "would release %s (current: %s)" % (self.version, old_version or "none")
             )
 
-        undo = None
-        if not reuse:
-            url = p["package_url"] or (record or {}).get("package_url", "")
-            if not url:
-                raise ReleaseError(
-                    "release %s is not installed on this instance and no package_url was given"
-                    % self.version
-                )
-            if not p["package_url"]:
-                # The current policy applies to a URL recorded on the host, too.
-                self.check_url(url, "package URL recorded on the host for %s" % self.version)
-            self.enter("fetch")
-            archive, sha = self.fetch(
-                url,
-                expected_sha or ((record or {}).get("sha256", "") if not p["package_url"] else ""),
-            )
-            self.enter("unpack")
-            unpacked = self.unpack(archive)
-            remove_path(archive)
-            self.temp_paths.remove(archive)
-            try:
-                undo = self.install(unpacked, sha, url)
-            except OSError as exc:
-                raise ReleaseError("install failed: %s" % exc) from None
-            self.changed = True
+        undo = None if reuse else self.fetch_and_install(record)
+        try:
+            self.link_shared(self.release_dir)
+        except ReleaseError:
+            self.undo_install(undo)
+            raise
 
         self.enter("switch")
         new_target = link_target(self.version)
@@ -767,8 +893,10 @@ class Release:
         remove_path(self.layout.state_before_path)
         if undo is not None and undo["displaced"]:
             remove_path(undo["displaced"])
-        self.enter("prune")
-        removed = self.prune({self.version, self.previous_version} - {""})
+        removed = []
+        if "cleanup" in p["phases"]:
+            self.enter("prune")
+            removed = self.prune({self.version, self.previous_version} - {""})
         self.enter("done")
         msg = "released %s" % self.version
         if old_version and old_version != self.version:
@@ -776,6 +904,107 @@ class Release:
         if removed:
             msg += "; pruned %s" % ", ".join(sorted(removed))
         return self.result(msg)
+
+    def choose_previous(self, current_version):
+        """``to_previous``: release the version state.json records as the one before."""
+        previous = self.previous_version
+        if not previous or not NAME_RE.match(previous) or previous == current_version:
+            raise ReleaseError(
+                "no previous release is recorded on this instance (current: %s): "
+                "give the version to roll back to" % (current_version or "none")
+            )
+        self.set_version(previous)
+
+    def fetch_and_install(self, record):
+        """Fetch (or take package_path), unpack, link shared paths and install the release
+        as complete; return the undo information of the install."""
+        p = self.p
+        expected = p["package_sha256"]
+        if p["package_path"]:
+            url = ""
+            self.enter("fetch")
+            archive, sha = self.take_package(p["package_path"], expected)
+        else:
+            url = p["package_url"] or (record or {}).get("package_url", "")
+            if not url:
+                raise ReleaseError(
+                    "release %s is not installed on this instance and no package_url was given"
+                    % self.version
+                )
+            if not p["package_url"]:
+                # The current policy applies to a URL recorded on the host, too.
+                self.check_url(url, "package URL recorded on the host for %s" % self.version)
+            self.enter("fetch")
+            archive, sha = self.fetch(
+                url, expected or ((record or {}).get("sha256", "") if not p["package_url"] else "")
+            )
+        self.enter("unpack")
+        unpacked = self.unpack(archive)
+        if not p["package_path"]:
+            remove_path(archive)
+            self.temp_paths.remove(archive)
+        self.link_shared(unpacked)
+        try:
+            undo = self.install(unpacked, sha, url)
+        except OSError as exc:
+            raise ReleaseError("install failed: %s" % exc) from None
+        self.changed = True
+        return undo
+
+    def take_package(self, path, expected_sha):
+        """A package file already on the host: check it and its sha256; (path, sha256)."""
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+                    self.check_deadline("reading %s" % path)
+        except OSError as exc:
+            raise ReleaseError("cannot read package_path %s: %s" % (path, exc.strerror)) from None
+        sha = digest.hexdigest()
+        self.sha256 = sha
+        if expected_sha and sha != expected_sha:
+            raise ReleaseError("sha256 mismatch: expected %s, got %s" % (expected_sha, sha))
+        return path, sha
+
+    def link_shared(self, release_dir):
+        """Link shared_paths and shared_files into ``release_dir`` (idempotent)."""
+        if not self.shared:
+            return
+        try:
+            if link_shared(release_dir, self.layout.shared_dir, self.shared):
+                self.changed = True
+        except SharedPathError as exc:
+            raise ReleaseError(exc.msg) from None
+        except OSError as exc:
+            raise ReleaseError("linking shared paths failed: %s" % exc) from None
+
+    def run_fetch_only(self, reuse, record):
+        """The fetch phase alone: install the release complete, switch nothing."""
+        if reuse:
+            self.enter("done")
+            return self.result("%s is installed already" % self.version)
+        if self.module.check_mode:
+            self.changed = True
+            return self.result("would fetch %s" % self.version)
+        undo = self.fetch_and_install(record)
+        if undo is not None and undo["displaced"]:
+            # Nothing to switch back to in this run: what it replaced goes now.
+            remove_path(undo["displaced"])
+        self.enter("done")
+        return self.result("fetched %s" % self.version)
+
+    def run_cleanup(self):
+        """The cleanup phase alone: prune releases beyond keep_releases."""
+        if self.module.check_mode:
+            return self.result("would prune releases beyond %d" % self.p["keep_releases"])
+        self.enter("prune")
+        removed = self.prune({self.current_version, self.previous_version} - {""})
+        self.changed = bool(removed)
+        self.enter("done")
+        if removed:
+            return self.result("pruned %s" % ", ".join(sorted(removed)))
+        return self.result("nothing to prune")
 
     def write_state(self, previous_version):
         """Record in state.json that this version is current."""
@@ -802,7 +1031,7 @@ class Release:
         )
         if problem is None:
             removed = []
-            if not self.module.check_mode:
+            if not self.module.check_mode and "cleanup" in p["phases"]:
                 self.enter("prune")
                 removed = self.prune({self.version, self.previous_version} - {""})
                 self.changed = bool(removed)
@@ -848,7 +1077,15 @@ def main():
             instance_dir=dict(type="path", required=True),
             service=dict(type="str", required=True),
             instance_id=dict(type="str", required=True),
-            version=dict(type="str", required=True),
+            version=dict(type="str", default=""),
+            to_previous=dict(type="bool", default=False),
+            phases=dict(
+                type="list", elements="str", choices=list(PHASES), default=list(PHASES)
+            ),
+            final=dict(type="bool", default=True),
+            shared_paths=dict(type="list", elements="str", default=[]),
+            shared_files=dict(type="list", elements="str", default=[]),
+            package_path=dict(type="path", default=""),
             deploy_id=dict(type="str", default=""),
             package_url=dict(type="str", default=""),
             package_sha256=dict(type="str", default=""),
