@@ -19,10 +19,7 @@ from sample.packages import free_port, stop_apps
 from sample.pkgserver import PackageServer
 from tests.ecosystem._oldest_core import core_venv, requires_ansible_floor, role_min_ansible_version
 from tests.ecosystem._paths import COLLECTION, REPO
-
-# The playbook runner and health read of the plain ansible-core test, shared rather than
-# copied: both tests run floy's playbooks the same way, only with another ansible-core.
-from tests.ecosystem.test_plain_ansible import _health, _play
+from tests.ecosystem._plain import health, local_inventory, play
 
 
 def test_role_and_collection_claim_the_same_oldest_ansible_core() -> None:
@@ -68,25 +65,20 @@ def test_deploy_rollback_probe_with_the_oldest_claimed_ansible_core(
     assert f"[core {requires_ansible_floor()}]" in version, version
 
     port = free_port()
-    inventory = tmp_path / "inventory"
-    (inventory / "group_vars").mkdir(parents=True)
-    for source in (REPO / "inventories" / "local" / "group_vars").glob("*.yml"):
-        (inventory / "group_vars" / source.name).write_text(source.read_text())
-    hosts = {"all": {"children": {"hello": {"hosts": {"p1": {"floy_instance_port": port}}}}}}
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    inventory = local_inventory(tmp_path, port)
     common = {"floy_service": "hello", "floy_root": str(root),
               "floy_ca_bundle": str(package_server.ca_bundle), "floy_retry_delay": 0}
     instance = root / "hello" / "p1"
 
     for ver in ("1.0.0", "2.0.0"):
         url, sha = packages[ver]
-        run = _play(oldest_venv, tmp_path, "deploy.yml", inventory / "hosts.yml",
+        run = play(oldest_venv, tmp_path, "deploy.yml", inventory,
                     {**common, "floy_version": ver, "floy_package_url": url,
                      "floy_package_sha256": sha}, cwd=tmp_path)
         _succeeded(run)
         assert "failed=0" in run.stdout and "changed=1" in run.stdout, run.stdout
         assert os.readlink(instance / "current") == f"releases/{ver}"
-        assert _health(port) == {"status": "ok", "version": ver}
+        assert health(port) == {"status": "ok", "version": ver}
 
     # The role's other path: hooks split the release into phases run around them.
     hook = tmp_path / "hook.yml"
@@ -95,23 +87,23 @@ def test_deploy_rollback_probe_with_the_oldest_claimed_ansible_core(
             "path": str(tmp_path / "hooks.log"), "line": "{{ floy_hook }} {{ floy_version }}",
             "create": True, "mode": "0644"}}]))
     url, sha = packages["3.0.0"]
-    hooked = _play(oldest_venv, tmp_path, "deploy.yml", inventory / "hosts.yml",
+    hooked = play(oldest_venv, tmp_path, "deploy.yml", inventory,
                    {**common, "floy_version": "3.0.0", "floy_package_url": url,
                     "floy_package_sha256": sha, "floy_before_switch_tasks_file": str(hook),
                     "floy_after_switch_tasks_file": str(hook)}, cwd=tmp_path)
     _succeeded(hooked)
     assert os.readlink(instance / "current") == "releases/3.0.0"
-    assert _health(port) == {"status": "ok", "version": "3.0.0"}
+    assert health(port) == {"status": "ok", "version": "3.0.0"}
     assert (tmp_path / "hooks.log").read_text().splitlines() == [
         "before_switch 3.0.0", "after_switch 3.0.0"]
 
-    back = _play(oldest_venv, tmp_path, "rollback.yml", inventory / "hosts.yml",
+    back = play(oldest_venv, tmp_path, "rollback.yml", inventory,
                  {**common, "floy_version": "1.0.0"}, cwd=tmp_path)
     _succeeded(back)
     assert os.readlink(instance / "current") == "releases/1.0.0"
-    assert _health(port)["version"] == "1.0.0"
+    assert health(port)["version"] == "1.0.0"
 
-    probe = _play(oldest_venv, tmp_path, "probe.yml", inventory / "hosts.yml",
+    probe = play(oldest_venv, tmp_path, "probe.yml", inventory,
                   {"floy_service": "hello", "floy_root": str(root)}, cwd=REPO)
     _succeeded(probe)
     assert "p1" in probe.stdout and "failed=0" in probe.stdout
