@@ -125,3 +125,20 @@ def test_a_zip_on_the_controller_is_copied_and_released(
     assert os.readlink(instance / "current") == "releases/3.0.0"
     assert _health(port) == {"status": "ok", "version": "3.0.0"}
     assert (instance / "incoming" / "hello-3.0.0.zip").read_bytes() == package.read_bytes()
+
+
+def test_a_url_with_a_file_source_is_refused_before_anything_is_copied(
+    tmp_path: Path, root: Path, package_dir: Path, package_server: PackageServer,
+) -> None:
+    """floy's CLI always names a URL: group_vars with a file source must not win silently
+    (the host would run the file while floy's record names the URL)."""
+    run = _deploy(tmp_path, free_port(), {
+        "floy_root": str(root), "floy_version": "3.0.0",
+        "floy_package_url": package_server.url("hello-3.0.0.tar.gz"),
+        "floy_ca_bundle": str(package_server.ca_bundle),
+        "floy_package_file": str(package_dir / "hello-3.0.0.tar.gz")})
+    assert run.returncode != 0
+    assert "give package_url or package_path, not both (the role floy: floy_package_url," in (
+        run.stdout), run.stdout[-4000:]
+    instance = root / "hello" / "s1"
+    assert not (instance / "incoming").exists() and not (instance / "current").exists()

@@ -546,7 +546,10 @@ class Release:
         if p["max_unpacked_bytes"] < 1 or p["max_archive_entries"] < 1:
             raise ReleaseError("invalid max_unpacked_bytes or max_archive_entries: must be positive")
         if p["package_url"] and p["package_path"]:
-            raise ReleaseError("give package_url or package_path, not both")
+            raise ReleaseError(
+                "give package_url or package_path, not both (the role floy: floy_package_url,"
+                " or floy_package_file or floy_git_repo)"
+            )
         if p["package_url"]:
             self.check_url(p["package_url"], "package_url")
         phases = p["phases"]
