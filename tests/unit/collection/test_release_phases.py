@@ -185,3 +185,21 @@ def test_to_previous_with_no_previous_release_changes_nothing(
                                            r"instance \(current: 1.0.0\)"):
         run(make("", to_previous=True))
     assert os.readlink(Path(instance_dir, "current")) == "releases/1.0.0"
+
+
+# -- state.json follows current -------------------------------------------------------------
+
+
+def test_state_follows_a_current_that_a_killed_run_switched(
+        make: Any, instance_dir: str) -> None:
+    """A run killed between its switch and its state write leaves current on the new
+    release and state.json behind: the next run writes state.json before anything else,
+    so that its own failure (here the restart command; in the soak, a cancel) cannot leave
+    the two apart."""
+    layout = preinstall(instance_dir, "1.0.0")
+    layout_mod.switch_current(layout, "releases/1.0.0")
+    release = make("1.0.0", restart_command="exit 3", port=1, health_timeout=1, timeout=20)
+    with pytest.raises(ReleaseError):
+        run(release)
+    state = layout_mod.read_json(layout.state_path)
+    assert state is not None and state["version"] == "1.0.0"

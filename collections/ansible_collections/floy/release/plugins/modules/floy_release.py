@@ -1028,6 +1028,14 @@ class Release:
     def run_same_version(self, state):
         """``current`` already is this complete version: check health, restart if needed."""
         p = self.p
+        if not self.module.check_mode and state.get("version") != self.version:
+            # `current` names this release but state.json does not: a run killed between
+            # its switch and its state write. state.json follows `current` before anything
+            # else can fail (a cancel during the restart below must not leave them apart).
+            with contextlib.suppress(OSError):
+                self.write_state(state.get("previous_version", "") or "")
+                state = read_json(self.layout.state_path) or state
+                self.changed = True
         self.enter("health")
         problem = self.health(
             time.monotonic() + min(2.0, max(0.1, self.remaining())), p["health_expect"]
