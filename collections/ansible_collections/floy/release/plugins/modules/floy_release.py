@@ -815,11 +815,9 @@ class Release:
             )
 
         undo = None if reuse else self.fetch_and_install(record)
-        try:
+        if reuse:
+            # A fresh install linked them while unpacking; a reused release is checked again.
             self.link_shared(self.release_dir)
-        except ReleaseError:
-            self.undo_install(undo)
-            raise
 
         self.enter("switch")
         new_target = link_target(self.version)
