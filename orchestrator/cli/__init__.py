@@ -15,6 +15,7 @@ import sys
 import click
 
 from orchestrator.cli import (
+    canary,
     cancel,
     deploy,
     history,
@@ -33,7 +34,8 @@ from orchestrator.errors import ExitCode, FloyError
 
 for _verb in (deploy.deploy, status.status, cancel.cancel, rollback.rollback,
               history.history, refresh.refresh, versions.versions, instances.instances,
-              reap.reap, worker.worker, worker.workers, serve.serve, token.token):
+              reap.reap, worker.worker, worker.workers, serve.serve, token.token,
+              canary.promote, canary.abort):
     cli.add_command(_verb)
 
 __all__ = ["cli", "main"]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from orchestrator.models import DeployStatus, InstanceStatus, ServiceInstances, ServiceVersions
+from orchestrator.models.canary import AnalysisPoint, CanaryStatus, Decision
 from orchestrator.timefmt import utcnow
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy; the error boundary uses safe_text only
@@ -102,11 +103,50 @@ def render_status(status: DeployStatus) -> str:
         f"  status {status.status.value}, batch size {safe_text(status.batch_size)}, "
         f"max failures {status.max_failures}, started {status.started_at:%Y-%m-%d %H:%M:%S}Z",
     ]
+    if status.canary is not None:
+        lines += canary_lines(status.canary)
     lines += [instance_line(i, batches) for i in status.instances]
     lines.append(summary_line(status))
     if status.error_message and status.status.value != "completed":
         lines += _error_lines("  error: ", status.error_message)
     return "\n".join(lines)
+
+
+def _pause_text(canary: CanaryStatus) -> str:
+    if canary.pause_until is None:
+        return "until promoted"
+    return f"until {canary.pause_until:%H:%M:%S}Z"
+
+
+def canary_lines(canary: CanaryStatus) -> list[str]:
+    """A stepped deployment: its steps, where it stands, the last decisions."""
+    state = canary.state
+    if state == "paused":
+        state = f"paused after batch {canary.batch} {_pause_text(canary)}"
+    elif state == "analysis":
+        state = f"analysing after batch {canary.batch}"
+    elif canary.batch:
+        state = f"{state}, batch {canary.batch} of {len(canary.batches)}"
+    lines = [f"  steps {safe_text(','.join(canary.steps))} (batches "
+             f"{'+'.join(str(b) for b in canary.batches)}): {state}"]
+    if canary.promoted_by:
+        lines.append(f"  promoted by {safe_text(canary.promoted_by)}"
+                     + (" (fully)" if canary.full else ""))
+    lines += [decision_line(d) for d in canary.decisions[-5:]]
+    return lines
+
+
+def decision_line(d: Decision) -> str:
+    """One decision at a gate."""
+    return (f"  {d.at:%H:%M:%S}Z gate {d.batch}: {safe_text(d.kind)} by "
+            f"{safe_text(d.actor)}" + (f": {safe_text(d.message)}" if d.message else ""))
+
+
+def point_line(p: AnalysisPoint) -> str:
+    """One analysis measurement."""
+    value = "" if p.value is None else f" value {p.value:g}"
+    verdict = "ok" if p.ok else f"failed: {safe_text(p.error)}"
+    return f"  {p.at:%H:%M:%S}Z analysis after batch {p.batch}:{value} {verdict}"
 
 
 def render_versions(versions: ServiceVersions) -> str:
@@ -197,8 +237,20 @@ def follow(
     """Print each instance's transitions until the run finishes; returns the final status."""
     seen: dict[str, tuple[str, int, str]] = {}
     started_batches: set[int] = set()
+    told = {"decisions": 0, "points": 0}
     while True:
         status = fetch()
+        if status.canary is not None:
+            for d in status.canary.decisions[told["decisions"]:]:
+                if d.kind == "paused":
+                    out.write(decision_line(d) + f"; promote: floy promote "
+                              f"{safe_text(status.deploy_id)}\n")
+                elif d.kind != "batch":
+                    out.write(decision_line(d) + "\n")
+            for p in status.canary.measurements[told["points"]:]:
+                out.write(point_line(p) + "\n")
+            told.update(decisions=len(status.canary.decisions),
+                        points=len(status.canary.measurements))
         batches = max((i.batch for i in status.instances), default=0)
         for inst in status.instances:
             key = (inst.status.value, inst.attempts, inst.phase)

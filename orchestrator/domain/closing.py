@@ -86,6 +86,7 @@ class Closing:
     status: Status | None = None
     message: str = ""
     playbook: PlaybookEnd | None = None
+    rolls_back: bool = False  # a failure that an ``auto_rollback`` deployment rolls back
 
 
 def _unknown(members: Sequence[RunInstanceRecord]) -> dict[str, Settle]:
@@ -137,6 +138,16 @@ def after_cancel(members: Sequence[RunInstanceRecord], reason: str) -> Closing:
     probe.update(_unknown(members))
     return Closing((CloseAll((Status.PENDING,), Status.CANCELLED, f"not started: {reason}"),),
                    probe, Status.CANCELLED, reason)
+
+
+def after_gate(members: Sequence[RunInstanceRecord], reason: str) -> Closing:
+    """A stepped run's analysis failed at a gate (``reason``): nothing was in flight; the
+    instances not started end cancelled, and the run fails (an ``auto_rollback``
+    deployment then rolls back what it switched)."""
+    del members  # every instance is finished or pending at a gate
+    return Closing((CloseAll((Status.PENDING, Status.IN_PROGRESS), Status.CANCELLED,
+                             f"not started: {reason}"),),
+                   status=Status.FAILED, message=reason, rolls_back=True)
 
 
 def before_start() -> Closing:

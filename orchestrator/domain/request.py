@@ -36,6 +36,9 @@ class RunRequest:
     # one per instance, when its instances are grouped by their execution_node label
     # (see orchestrator.domain.placement); empty: every instance plays where ``node`` says
     nodes: tuple[str, ...] = ()
+    # a stepped deployment: its canary steps (normalised items) and analysis definition
+    steps: tuple[str, ...] = ()
+    analysis: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.nodes and len(self.nodes) != len(self.instances):
@@ -58,6 +61,8 @@ class RunRequest:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["instances"] = list(self.instances)
         data["nodes"] = list(self.nodes)
+        data["steps"] = list(self.steps)
+        data["analysis"] = None if self.analysis is None else dict(self.analysis)
         return data
 
     @classmethod
@@ -76,21 +81,25 @@ class RunRequest:
             values[name] = _typed(name, value, cls._TYPES[name])
         values["instances"] = tuple(values["instances"])
         values["nodes"] = tuple(values.get("nodes", ()))
+        values["steps"] = tuple(values.get("steps", ()))
         return cls(**values)
 
     _TYPES: ClassVar[dict[str, type]] = {
         "instances": list, "package_url": str, "package_sha256": str, "timeout": int,
         "retry_count": int, "batch_size": str, "max_failures": int, "auto_rollback": bool,
-        "force": bool, "automatic": bool, "node": str, "nodes": list,
+        "force": bool, "automatic": bool, "node": str, "nodes": list, "steps": list,
+        "analysis": dict,
     }
 
 
 def _typed(name: str, value: Any, kind: type) -> Any:
+    if kind is dict and value is None:
+        return None  # an optional object
     wrong = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
     if isinstance(value, list):
         wrong = wrong or not all(isinstance(v, str) for v in value)
     if wrong:
         want = {list: "a list of strings", str: "a string", int: "an integer",
-                bool: "true or false"}[kind]
+                bool: "true or false", dict: "an object or null"}[kind]
         raise ValueError(f"{name!r} is {value!r}, not {want}")
     return value

@@ -22,7 +22,10 @@ class Executor(Protocol):
         """Start carrying ``run_id``; may return before the run ends."""
 
     def close_unclaimed(self, run_id: str) -> None:
-        """Close a run that was cancelled before any worker claimed it (no-op otherwise)."""
+        """Close a run that was cancelled while no worker held it (no-op otherwise)."""
+
+    def resume(self, run_id: str) -> None:
+        """Carry on a run the reaper handed back at a gate of a stepped deployment."""
 
     def probe(self, service: str, instances: Sequence[InstanceRecord],
               node: str = "") -> dict[str, Observation]:

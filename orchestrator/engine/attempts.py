@@ -23,6 +23,15 @@ def resumed_vars(run: RunRecord, members: list[RunInstanceRecord]) -> dict[str, 
     }
 
 
+def stepped_vars(run: RunRecord, members: list[RunInstanceRecord], size: int
+                 ) -> dict[str, int]:
+    """What one batch of a stepped run plays with: the batch in one serial batch, and what
+    is left of the run's failure budget."""
+    failed = sum(1 for m in members if m.status is Status.FAILED)
+    return {"floy_batch_size": max(1, size),
+            "floy_max_failures": max(0, run.request.max_failures - failed)}
+
+
 def set_aside(settings: Settings, run_id: str) -> bool:
     """Move an earlier attempt's private data dir aside (runner must never reuse one, and
     the run ID stays the marker of this attempt's processes); True if there was one."""

@@ -13,14 +13,13 @@ All of them probe in the calling process (a probe is a short read-only playbook)
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.domain.records import InstanceRecord, Observation
 from orchestrator.engine.reaper import LIVE_WORKER_SECONDS
+from orchestrator.engine.spawn import start_worker_process, worker_log_path
 from orchestrator.engine.worker import Worker
-from orchestrator.errors import ExecutionError
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -36,8 +35,20 @@ class _LocalWork:
         self.worker = Worker(settings, store)
 
     def close_unclaimed(self, run_id: str) -> None:
-        """Close a run cancelled before any worker claimed it."""
-        self.worker.close_unclaimed(run_id)
+        """Close a run cancelled while no worker held it; the rollback an abort asked for
+        is then carried like any run."""
+        follow_up = self.worker.close_unclaimed(run_id)
+        if follow_up is not None:
+            self.submit(follow_up)
+
+    def submit(self, run_id: str) -> None:
+        """Carry ``run_id`` (each executor its own way)."""
+        raise NotImplementedError
+
+    def resume(self, run_id: str) -> None:
+        """Carry on a run the reaper handed back at a gate; by default the next worker
+        daemon's claim, or the next command on the run, resumes it."""
+        log.info("run %s waits at its gate for a worker to resume it", run_id)
 
     def probe(self, service: str, instances: Sequence[InstanceRecord],
               node: str = "") -> dict[str, Observation]:
@@ -51,28 +62,15 @@ class ProcessExecutor(_LocalWork):
 
     def log_path(self, run_id: str) -> Path:
         """Where the worker of ``run_id`` writes its log."""
-        return self.settings.home / "logs" / f"{run_id}.log"
+        return worker_log_path(self.settings, run_id)
 
     def submit(self, run_id: str) -> None:
         """Start the worker; it takes the run's lease itself."""
-        log_file = self.log_path(run_id)
-        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            with open(log_file, "ab") as out:
-                proc = subprocess.Popen(
-                    [self.settings.python, "-m", "orchestrator.engine.worker", run_id],
-                    stdin=subprocess.PIPE,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # outlives the caller and its Ctrl-C
-                    close_fds=True,
-                    cwd=str(self.settings.playbook_dir.parent),
-                )
-        except OSError as exc:
-            raise ExecutionError(f"could not start a worker: {exc}") from exc
-        assert proc.stdin is not None
-        proc.stdin.write(self.settings.to_json().encode())
-        proc.stdin.close()
+        start_worker_process(self.settings, run_id)
+
+    def resume(self, run_id: str) -> None:
+        """Start a worker for a run handed back at a gate."""
+        start_worker_process(self.settings, run_id)
 
 
 class InlineExecutor(_LocalWork):

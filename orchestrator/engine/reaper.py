@@ -18,16 +18,21 @@ orphaned ansible-playbook of the run on this machine (it ignores SIGHUP and woul
 deploying), and closes the run as :func:`orchestrator.domain.closing.after_worker_lost`
 says: every instance whose outcome the store cannot know is probed and its disk recorded,
 the ones never started are cancelled, and the run ends failed with the reason.
+
+One kind of stale run is not closed: a stepped deployment whose worker died while it
+waited at a gate between two batches (nothing in flight). It is handed back and resumed at
+that gate, its pause and analysis going on from the recorded decisions.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from orchestrator.ansible import remote
 from orchestrator.ansible.processes import stop_run
+from orchestrator.domain.canary import waiting_at_gate
 from orchestrator.domain.closing import after_worker_lost
 from orchestrator.domain.records import RunRecord
 from orchestrator.engine.lease import LeaseKeeper, owner_name, owner_node
@@ -57,10 +62,13 @@ def lost_reason(run: RunRecord) -> str:
 class Reaper:
     """Closes stale runs truthfully."""
 
-    def __init__(self, settings: Settings, store: Store, probe: Probe) -> None:
+    def __init__(self, settings: Settings, store: Store, probe: Probe,
+                 resume: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.probe = probe
+        # starts a worker for a run handed back at a gate (None: a daemon's claims do)
+        self.resume = resume
 
     def reap(self, run_ids: Iterable[str] | None = None,
              carrying: Collection[str] = ()) -> list[str]:
@@ -97,6 +105,20 @@ class Reaper:
         holders = set(self.store.leases.lock_holders(instance_ids).values())
         return self.reap(sorted(holders)) if holders else []
 
+    def _hand_back_at_gate(self, run: RunRecord, owner: str, reason: str) -> None:
+        """A stepped run whose worker died while it waited at a gate (analysing or paused,
+        nothing in flight) loses nothing by waiting on: it is handed back, and resumed at
+        the same gate from its recorded decisions (a new worker here, or a daemon's claim)."""
+        self.store.runs.hand_back(run.run_id, owner,
+                                  f"{reason}; it was waiting at a gate and is resumed there")
+        log.warning("run %s lost its worker at a gate: handed back to be resumed (%s)",
+                    run.run_id, reason)
+        if self.resume is not None:
+            try:
+                self.resume(run.run_id)
+            except Exception:
+                log.exception("could not start a worker to resume %s", run.run_id)
+
     def _stop_on_node(self, run: RunRecord, node: str) -> str:
         """Stop the run's playbook on execution node ``node``; what to add to the reason."""
         try:
@@ -123,6 +145,9 @@ class Reaper:
                        "from here")
         loaded = self.store.runs.with_members(run.run_id)
         if loaded is None:
+            return
+        if waiting_at_gate(loaded[0], loaded[1], self.store.decisions.of_run(run.run_id)):
+            self._hand_back_at_gate(run, owner, reason)
             return
         closing = after_worker_lost(run, loaded[1], reason)
         apply_closing(self.probe, self.store, run, closing, owner)

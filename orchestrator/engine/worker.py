@@ -14,20 +14,29 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.ansible import plan as planning
 from orchestrator.ansible import remote, runner
 from orchestrator.ansible.probe import probe_instances
-from orchestrator.domain import closing, placement
+from orchestrator.domain import canary, closing, placement
+from orchestrator.domain.canary import DecisionKind
 from orchestrator.domain.events import FoldState
 from orchestrator.domain.records import InstanceRecord, RunInstanceRecord, RunKind, RunRecord
-from orchestrator.engine.attempts import resumed_vars, set_aside, with_member_package
+from orchestrator.engine.attempts import (
+    resumed_vars,
+    set_aside,
+    stepped_vars,
+    with_member_package,
+)
 from orchestrator.engine.autorollback import start_automatic
+from orchestrator.engine.gate import Gatekeeper
 from orchestrator.engine.ingest import EventSink
 from orchestrator.engine.lease import LeaseKeeper, owner_name
 from orchestrator.engine.reaper import Reaper
 from orchestrator.engine.settle import Probe, apply_closing
+from orchestrator.engine.spawn import start_worker_process
 from orchestrator.models import Status
 from orchestrator.settings import Settings
 from orchestrator.store import StaleWriterError, Store
@@ -109,7 +118,9 @@ class Worker:
             raise LookupError(f"run {run_id} vanished from the store")
         run, members = loaded
         if run.cancel_requested_at is not None:
-            return self._close(run, closing.before_start())
+            if all(m.status is Status.PENDING for m in members):
+                return self._close(run, closing.before_start())
+            return self._close(run, closing.after_cancel(members, self._cancel_reason(run)))
         # A run handed back by a stopping daemon resumes with the instances still pending.
         todo = [m for m in members if m.status is Status.PENDING]
         resumed = len(todo) < len(members)
@@ -123,41 +134,103 @@ class Worker:
         else:
             extravars = planning.deploy_extravars(run, self.settings)
             host_vars = None
-        groups = placement.grouped(
-            [m.instance_id for m in todo],
-            [run.request.node_of(m.instance_id) for m in todo] if run.request.nodes else ())
+        if run.request.steps:
+            plays = canary.stepped_plays(run, members)
+        else:
+            plays = [(0, label, ids) for label, ids in placement.grouped(
+                [m.instance_id for m in todo],
+                [run.request.node_of(m.instance_id) for m in todo]
+                if run.request.nodes else ())]
         again = set_aside(self.settings, run_id) or resumed  # an earlier attempt ran
-        if again or len(groups) > 1:
+        if (again or len(plays) > 1) and not run.request.steps:
             # the run's shape kept: its first batch size, what is left of its budget
             extravars.update(resumed_vars(run, members))
         if again:
             log.info("run %s resumes with %d of %d instance(s)", run_id, len(todo),
                      len(members))
         by_id = {m.instance_id: m for m in members}
+        gates = Gatekeeper(self.settings, self.store, run, self.owner,
+                           self._stop_check(run_id, lease, hand_back))
         end: closing.PlaybookEnd | None = None
-        for number, (label, ids) in enumerate(groups):
+        started: set[int] = set()
+        for number, (batch, label, ids) in enumerate(plays):
             if number > 0:
                 members = self._members(run_id)
                 if sum(m.status is Status.FAILED for m in members) > run.request.max_failures:
-                    break  # the budget is spent: the groups left are not started
+                    break  # the budget is spent: the plays left are not started
                 set_aside(self.settings, run_id)
-                extravars.update(resumed_vars(run, members))
+                if not run.request.steps:
+                    extravars.update(resumed_vars(run, members))
+            if run.request.steps and batch not in started:
+                if batch > 1:
+                    stopped = self._hold_gate(run, gates, batch - 1, lease, hand_back)
+                    if stopped is not None:
+                        return stopped
+                started.add(batch)
+                gates.record(batch, DecisionKind.BATCH, f"{len(ids)} instance(s)")
+            if run.request.steps:
+                extravars.update(stepped_vars(run, self._members(run_id), len(ids)))
             node = label or run.request.node
-            if len(groups) > 1:
+            where = f"node {node}" if node else "this worker"
+            if run.request.steps:
+                log.info("run %s: batch %d, %d instance(s) on %s", run_id, batch, len(ids),
+                         where)
+            elif len(plays) > 1:
                 log.info("run %s: group %d of %d, %d instance(s) on %s", run_id, number + 1,
-                         len(groups), len(ids), f"node {node}" if node else "this worker")
+                         len(plays), len(ids), where)
             outcome, sink = self._play(run, [instances[i] for i in ids if i in instances],
                                        extravars, host_vars, node, lease, hand_back, by_id)
-            stopped = self._stopped(run, outcome, sink, lease, hand_back)
-            if stopped is not None:
-                return stopped, None
+            stopped_as = self._stopped(run, outcome, sink, lease, hand_back)
+            if stopped_as is not None:
+                return stopped_as, None
             end = closing.PlaybookEnd(outcome.status, outcome.rc, outcome.stdout_tail,
                                       stats_seen=sink.state.finished)
             left = {Status.PENDING, Status.IN_PROGRESS}
             if any(m.status in left for m in self._members(run_id) if m.instance_id in ids):
-                break  # this group's playbook did not play it through: the run ends here
-        assert end is not None  # the first group always plays
+                break  # this play did not play it through: the run ends here
+        if end is None:  # a resumed stepped run whose instances were all played
+            return self._close(run, closing.Closing())
         return self._close(run, closing.after_playbook(run, self._members(run_id), end))
+
+    def _hold_gate(self, run: RunRecord, gates: Gatekeeper, batch: int, lease: LeaseKeeper,
+                   hand_back: threading.Event) -> tuple[Status, str | None] | None:
+        """Hold the gate after ``batch``; None once passed, else how the run ended."""
+        end = gates.hold(batch)
+        if end.outcome == "passed":
+            return None
+        if lease.lost.is_set():
+            raise StaleWriterError(run.run_id, "another process took its lease over")
+        loaded = self._when_store_answers(run.run_id)
+        if end.outcome == "failed":
+            return self._close(run, closing.after_gate(loaded[1], end.message))
+        if loaded[0].cancel_requested_at is None:
+            why = "the store was unreachable" if lease.cut_off.is_set() else "it is stopping"
+            return self._hand_back(run, loaded[1], why), None
+        return self._close(run, closing.after_cancel(loaded[1], self._cancel_reason(run)))
+
+    def _cancel_reason(self, run: RunRecord) -> str:
+        """Why a cancelled run stopped: ``aborted by <caller>`` or a cancel on request."""
+        abort = canary.abort_of(self.store.decisions.of_run(run.run_id))
+        return f"aborted by {abort.actor}" if abort is not None else "cancelled on request"
+
+    def _stop_check(self, run_id: str, lease: LeaseKeeper,
+                    hand_back: threading.Event) -> Callable[[], bool]:
+        """Whether the run must stop now (a cancel or abort, the lease, the daemon
+        stopping): read from the store at most every few tenths of a second."""
+        checks = {"next": 0.0}
+
+        def stopped() -> bool:
+            if lease.lost.is_set() or lease.is_cut_off() or hand_back.is_set():
+                return True
+            now = time.monotonic()
+            heard = self.listener is not None and self.listener.cancel_heard(run_id)
+            if now < checks["next"] and not heard:
+                return False
+            checks["next"] = now + poll_interval(self.listener, CANCEL_CHECK_SECONDS,
+                                                 LISTENING_CANCEL_CHECK_SECONDS)
+            return self.store.runs.cancel_requested(run_id)
+
+        return stopped
 
     def _when_store_answers(self, run_id: str) -> tuple[RunRecord, list[RunInstanceRecord]]:
         """The run and its instances, waiting (as the last flush does) for a store that
@@ -204,21 +277,14 @@ class Worker:
             transform=(lambda u: with_member_package(u, by_id))
             if run.kind == RunKind.ROLLBACK else None,
         )
-        checks = {"next": 0.0}
+        stopped = self._stop_check(run_id, lease, hand_back)
 
         def should_cancel() -> bool:
             # the lease first: a worker cut off from the store must not wait on it to stop
-            if (lease.lost.is_set() or lease.is_cut_off() or sink.taken_over is not None
-                    or hand_back.is_set()):
+            if sink.taken_over is not None or lease.lost.is_set() or lease.is_cut_off():
                 return True
             sink.flush_if_due()  # runner polls every 0.2 s: keeps status fresh when quiet
-            now = time.monotonic()
-            heard = self.listener is not None and self.listener.cancel_heard(run_id)
-            if now < checks["next"] and not heard:
-                return False
-            checks["next"] = now + poll_interval(self.listener, CANCEL_CHECK_SECONDS,
-                                                 LISTENING_CANCEL_CHECK_SECONDS)
-            return self.store.runs.cancel_requested(run_id)
+            return stopped()
 
         execute = self.execute
         if node:
@@ -249,26 +315,36 @@ class Worker:
             return self._hand_back(run, loaded[1], "the store was unreachable")
         if loaded[0].cancel_requested_at is None and hand_back.is_set():
             return self._hand_back(run, loaded[1], "it is stopping")
-        return self._close(run, closing.after_cancel(loaded[1], "cancelled on request"))[0]
+        return self._close(run, closing.after_cancel(loaded[1], self._cancel_reason(run)))[0]
 
     def _close(self, run: RunRecord, how: closing.Closing) -> tuple[Status, str | None]:
         """End the run as ``how`` says; a failed deployment with ``auto_rollback`` records
         its automatic rollback, whose ID is returned for this worker to carry next."""
         apply_closing(self.probe, self.store, run, how, self.owner)
         status, message, follow_up = how.status, how.message, None
+        loaded = self.store.runs.with_members(run.run_id)
+        assert loaded is not None
         if status is None:
-            loaded = self.store.runs.with_members(run.run_id)
-            assert loaded is not None
             status, message = closing.verdict(loaded[1], how.playbook)
-            if (status is Status.FAILED and run.kind == RunKind.DEPLOY
-                    and run.request.auto_rollback):
-                follow_up, note = start_automatic(
-                    self.store, run, loaded[1],
-                    allowed_hosts=self.settings.allowed_package_hosts, owner=self.owner)
-                message += f"; {note}"
+        if run.kind == RunKind.DEPLOY and self._rolls_back(run, how, status):
+            follow_up, note = start_automatic(
+                self.store, run, loaded[1],
+                allowed_hosts=self.settings.allowed_package_hosts, owner=self.owner)
+            message += f"; {note}"
         self.store.runs.set_status(run.run_id, status, error_message=message, finished=True,
                                    owner=self.owner)
         return status, follow_up
+
+    def _rolls_back(self, run: RunRecord, how: closing.Closing, status: Status) -> bool:
+        """Whether a deployment ending ``status`` rolls back what it switched: a failure
+        (its instances' verdict, or its analysis) with ``auto_rollback``, or an abort that
+        asked for it."""
+        if status is Status.FAILED:
+            return run.request.auto_rollback and (how.status is None or how.rolls_back)
+        if status is Status.CANCELLED:
+            abort = canary.abort_of(self.store.decisions.of_run(run.run_id))
+            return abort is not None and bool(abort.data.get("rollback"))
+        return False
 
     def _hand_back(self, run: RunRecord, members: list[RunInstanceRecord], why: str) -> Status:
         """Give the run back unfinished (see :func:`orchestrator.domain.closing.handed_back`)."""
@@ -280,17 +356,21 @@ class Worker:
         log.info("run %s handed back", run.run_id)
         return Status.PENDING
 
-    def close_unclaimed(self, run_id: str) -> None:
-        """Close a run cancelled before any worker claimed it, under its lease so that no
-        worker starts it meanwhile; a run not cancelled is handed back untouched."""
+    def close_unclaimed(self, run_id: str) -> str | None:
+        """Close a run cancelled while no worker held it (before any claimed it, or handed
+        back), under its lease so that no worker starts it meanwhile; a run not cancelled is
+        handed back untouched. Returns the rollback an abort asked for, to be carried."""
         if not self.store.leases.acquire(run_id, self.owner, self.settings.lease_seconds,
                                          os.getpid()):
-            return  # a worker claimed it: that worker sees the cancel
-        run = self.store.runs.get(run_id)
-        if run is not None and run.cancel_requested_at is not None:
-            self._close(run, closing.before_start())
-        else:
-            self.store.leases.release(run_id, self.owner)
+            return None  # a worker claimed it: that worker sees the cancel
+        loaded = self.store.runs.with_members(run_id)
+        if loaded is not None and loaded[0].cancel_requested_at is not None:
+            run, members = loaded
+            if all(m.status is Status.PENDING for m in members):
+                return self._close(run, closing.before_start())[1]
+            return self._close(run, closing.after_cancel(members, self._cancel_reason(run)))[1]
+        self.store.leases.release(run_id, self.owner)
+        return None
 
     def _abort(self, run_id: str, reason: str) -> None:
         try:
@@ -316,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     store = Store.open(settings.db_url, io_timeout=settings.db_io_timeout)
     try:
         worker = Worker(settings, store)
-        Reaper(settings, store, worker.probe).reap()  # each worker reaps at its start
+        # each worker reaps at its start, and starts workers for runs it hands back at a gate
+        Reaper(settings, store, worker.probe,
+               resume=functools.partial(start_worker_process, settings)).reap()
         status = worker.run(args[0])
     finally:
         store.close()

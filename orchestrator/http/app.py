@@ -34,6 +34,7 @@ from orchestrator.http.parsing import (
     int_query,
     json_body,
     json_object,
+    optional_body,
     registration,
 )
 from orchestrator.http.statuscache import StatusCache
@@ -99,6 +100,27 @@ class Api:
         result = await self._run(svc.cancel_deployment, request.path_params["deploy_id"])
         return JSONResponse(result.to_dict(),
                             status_code=200 if result.cancelled_at is not None else 202)
+
+    async def promote(self, request: Request) -> Response:
+        svc = self._as_caller(request, Role.DEPLOYER)
+        data = await optional_body(request, frozenset({"full"}))
+        full = data.get("full", False)
+        if not isinstance(full, bool):
+            raise ValidationError("full", "must be true or false")
+        result = await self._run(svc.promote_deployment, request.path_params["deploy_id"],
+                                 full)
+        return JSONResponse(result.to_dict())
+
+    async def abort(self, request: Request) -> Response:
+        svc = self._as_caller(request, Role.DEPLOYER)
+        data = await optional_body(request, frozenset({"rollback"}))
+        rollback = data.get("rollback", False)
+        if not isinstance(rollback, bool):
+            raise ValidationError("rollback", "must be true or false")
+        result = await self._run(svc.abort_deployment, request.path_params["deploy_id"],
+                                 rollback)
+        return JSONResponse(result.to_dict(),
+                            status_code=200 if result.status.is_terminal else 202)
 
     async def events(self, request: Request) -> Response:
         svc = self._as_caller(request, Role.READ)
@@ -226,6 +248,8 @@ def create_app(service: FloyDeployService, auth: Authenticator,
         Route("/v1/deployments/{deploy_id}", api.status, methods=["GET"]),
         Route("/v1/deployments/{deploy_id}/cancel", api.cancel, methods=["POST"]),
         Route("/v1/deployments/{deploy_id}/events", api.events, methods=["GET"]),
+        Route("/v1/deployments/{deploy_id}/promote", api.promote, methods=["POST"]),
+        Route("/v1/deployments/{deploy_id}/abort", api.abort, methods=["POST"]),
         Route("/v1/services", api.services, methods=["GET"]),
         Route("/v1/services/{service}/versions", api.versions, methods=["GET"]),
         Route("/v1/services/{service}/instances", api.instances, methods=["GET"]),

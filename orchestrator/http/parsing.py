@@ -52,6 +52,13 @@ async def json_body(request: Request) -> dict[str, Any]:
     return data
 
 
+async def optional_body(request: Request, keys: frozenset[str]) -> dict[str, Any]:
+    """An optional JSON object body with no key outside ``keys`` ({} when empty)."""
+    if not await request.body():
+        return {}
+    return json_object(await json_body(request), "body", keys)
+
+
 def json_object(data: Any, what: str, keys: frozenset[str]) -> dict[str, Any]:
     """``data`` as an object with no key outside ``keys``, else a ValidationError."""
     if not isinstance(data, dict):

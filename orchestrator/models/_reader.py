@@ -119,6 +119,35 @@ class _Reader:
             raise self._wrong(key, "an integer or a string", value)
         return value
 
+    def get_steps(self, key: str) -> tuple[str, ...]:
+        """Canary steps: a list of strings or integers, or one comma-separated string
+        (absent or null: none). Their grammar is checked by the domain's validation."""
+        value = self._data.get(key)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",")) if value.strip() else ()
+        if not isinstance(value, (list, tuple)):
+            raise self._wrong(key, "an array of steps or a comma-separated string", value)
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, int) and not isinstance(item, bool):
+                item = str(item)
+            if not isinstance(item, str):
+                raise ValidationError(f"{self.path(key)}[{i}]",
+                                      f"must be a string or an integer, not {_type_name(item)}")
+            out.append(item)
+        return tuple(out)
+
+    def get_object(self, key: str) -> dict[str, Any] | None:
+        """A JSON object kept as it is (absent or null: None)."""
+        value = self._data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise self._wrong(key, "an object", value)
+        return dict(value)
+
     def get_str_tuple(self, key: str) -> tuple[str, ...]:
         value = self.raw(key)
         if not isinstance(value, (list, tuple)):

@@ -96,9 +96,10 @@ SPEC_KEYS: dict[str, frozenset[str]] = {
 EXTENSION_KEYS: dict[str, frozenset[str]] = {
     **{name: frozenset() for name in SPEC_KEYS},
     "DeployParams": frozenset({"batch_size", "max_failures", "package_sha256", "auto_rollback",
-                               "node"}),
+                               "node", "steps", "analysis"}),
     "DeployStatus": frozenset(
-        {"kind", "error_message", "batch_size", "max_failures", "rollback_id", "finished_at"}
+        {"kind", "error_message", "batch_size", "max_failures", "rollback_id", "finished_at",
+         "canary"}
     ),
     "DeployStatus.progress": frozenset({"in_progress", "cancelled"}),
     "DeployStatus.instances[]": frozenset(

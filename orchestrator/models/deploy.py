@@ -23,8 +23,10 @@ class DeployParams:
 
     Extensions: ``batch_size`` ("N" instances or "N%" of them per serial batch),
     ``max_failures`` (failed instances tolerated before the run stops),
-    ``package_sha256`` (checked on each host when set), ``auto_rollback`` and ``node`` (the
-    execution node that runs the playbook).
+    ``package_sha256`` (checked on each host when set), ``auto_rollback``, ``node`` (the
+    execution node that runs the playbook), ``steps`` (a canary strategy replacing
+    ``batch_size``: batches and pauses, see :mod:`orchestrator.domain.steps`) and
+    ``analysis`` (the check run between batches, see :mod:`orchestrator.domain.analysis`).
     """
 
     service: str
@@ -39,9 +41,12 @@ class DeployParams:
     package_sha256: str = ""
     auto_rollback: bool = False
     node: str = ""  # run the playbook on this execution node ("": on the worker)
+    steps: tuple[str, ...] = ()  # "1", "10%", "pause", "pause 5m", ... (empty: batch_size)
+    analysis: Mapping[str, Any] | None = None  # the analysis definition, as JSON
 
     def __post_init__(self) -> None:
         _as_tuple(self, "instances")
+        _as_tuple(self, "steps")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON object: spec tags plus extension keys."""
@@ -58,11 +63,15 @@ class DeployParams:
             "package_sha256": self.package_sha256,
             "auto_rollback": self.auto_rollback,
             "node": self.node,
+            "steps": list(self.steps),
+            "analysis": None if self.analysis is None else dict(self.analysis),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeployParams:
-        """Build from JSON; unknown keys are refused. ``batch_size`` may be an int."""
+        """Build from JSON; unknown keys are refused. ``batch_size`` may be an int;
+        ``steps`` a list of items (strings, or integers for batches) or one
+        comma-separated string."""
         r = _top(data, "DeployParams", strict=True)
         return cls(
             service=r.get_str("service"),
@@ -77,6 +86,8 @@ class DeployParams:
             package_sha256=r.get_str("package_sha256", ""),
             auto_rollback=r.get_bool("auto_rollback", False),
             node=r.get_str("node", ""),
+            steps=r.get_steps("steps"),
+            analysis=r.get_object("analysis"),
         )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.models._reader import _as_tuple, _Reader, _top
+from orchestrator.models.canary import CanaryStatus, read_canary
 from orchestrator.models.common import DEFAULT_BATCH_SIZE, KIND_DEPLOY, Status
 from orchestrator.timefmt import format_optional, format_time
 
@@ -124,7 +125,8 @@ class DeployStatus:
     Extensions: ``kind`` ("deploy" or "rollback"), the run's ``error_message``,
     its ``batch_size`` and ``max_failures``, ``rollback_id`` of the automatic
     rollback started for this deployment (if any), and ``finished_at`` (None
-    while the run is not terminal).
+    while the run is not terminal), and ``canary`` (a stepped deployment's steps, pause,
+    decisions and analysis; None for a run without steps).
     """
 
     deploy_id: str
@@ -141,6 +143,7 @@ class DeployStatus:
     max_failures: int = 0
     rollback_id: str = ""
     finished_at: datetime | None = None
+    canary: CanaryStatus | None = None
 
     def __post_init__(self) -> None:
         _as_tuple(self, "instances")
@@ -178,6 +181,7 @@ class DeployStatus:
             "max_failures": self.max_failures,
             "rollback_id": self.rollback_id,
             "finished_at": format_optional(self.finished_at),
+            "canary": None if self.canary is None else self.canary.to_dict(),
         }
 
     @classmethod
@@ -199,4 +203,5 @@ class DeployStatus:
             max_failures=r.get_int("max_failures", 0),
             rollback_id=r.get_str("rollback_id", ""),
             finished_at=r.get_time("finished_at", nullable=True, optional=True),
+            canary=read_canary(data),
         )

@@ -41,6 +41,7 @@ from orchestrator.models import (
     ServiceInstances,
     ServiceVersions,
 )
+from orchestrator.service.canary import Canaries
 from orchestrator.service.context import Clock, ServiceContext
 from orchestrator.service.deployments import Deployments
 from orchestrator.service.history import Audit
@@ -99,6 +100,7 @@ class FloyDeployService:
         self.deployments = Deployments(ctx)
         self.versions = Versions(ctx)
         self.rollbacks = Rollbacks(ctx, self.deployments)
+        self.canaries = Canaries(ctx, self.deployments)
         self.registry = Registry(ctx)
         self.audit = Audit(ctx)
 
@@ -146,6 +148,15 @@ class FloyDeployService:
     def status_revision(self, deploy_id: str) -> tuple[object, ...]:
         """Changes whenever the run's status would read differently (a cheap read)."""
         return self.deployments.status_revision(deploy_id)
+
+    def promote_deployment(self, deploy_id: str, full: bool = False) -> DeployStatus:
+        """Let a paused stepped deployment go on (``full``: skip its remaining pauses)."""
+        return self.canaries.promote(deploy_id, full)
+
+    def abort_deployment(self, deploy_id: str, rollback: bool = False) -> DeployStatus:
+        """Stop a deployment (recorded as an abort); ``rollback``: roll back what it
+        switched."""
+        return self.canaries.abort(deploy_id, rollback)
 
     # -- VersionManager -----------------------------------------------------------------
     def get_service_instance_versions(self, service: str) -> ServiceVersions:

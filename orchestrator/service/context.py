@@ -43,8 +43,10 @@ class ServiceContext:
 
     @property
     def reaper(self) -> Reaper:
-        """A reaper probing through the executor."""
-        return Reaper(self.settings, self.store, self.executor.probe)
+        """A reaper probing through the executor, and resuming through it the runs it
+        hands back at a gate."""
+        return Reaper(self.settings, self.store, self.executor.probe,
+                      resume=self.executor.resume)
 
     def members_of(self, service: str, instance_ids: Sequence[str]) -> dict[str, InstanceRecord]:
         """The records of ``instance_ids``, each registered and of ``service``; else a

@@ -6,7 +6,7 @@ import time
 from dataclasses import replace
 from datetime import datetime
 
-from orchestrator.domain import placement, validation
+from orchestrator.domain import canary, placement, steps, validation
 from orchestrator.domain.records import RunInstanceRecord, RunKind, RunRecord, run_is_stale
 from orchestrator.domain.request import RunRequest
 from orchestrator.engine.reaper import UNCLAIMED_GRACE_SECONDS, lost_reason
@@ -37,7 +37,8 @@ def deploy_request(params: DeployParams, nodes: tuple[str, ...] = ()) -> RunRequ
         package_sha256=params.package_sha256, timeout=params.timeout,
         retry_count=params.retry_count, batch_size=params.batch_size,
         max_failures=params.max_failures, auto_rollback=params.auto_rollback,
-        node=params.node,
+        node=params.node, steps=params.steps,
+        analysis=None if params.analysis is None else dict(params.analysis),
     )
 
 
@@ -65,6 +66,7 @@ class Deployments:
         ctx = self.ctx
         params = validation.validate_deploy_params(params, ctx.settings.allowed_package_hosts,
                                                    frozenset(ctx.settings.nodes))
+        params = canary.check_canary(params, ctx.settings.allowed_package_hosts)
         params, nodes, group_sizes = self._placed(params)
         request = deploy_request(params, nodes)
         existing = ctx.idempotent(params.deploy_id, RunKind.DEPLOY, params.service,
@@ -84,7 +86,11 @@ class Deployments:
             created_at=now,
             updated_at=now,
         )
-        batches = placement.group_batch_numbers(params.batch_size, group_sizes)
+        if params.steps:
+            batches = steps.batch_numbers(steps.parse_steps(list(params.steps)),
+                                          len(params.instances))
+        else:
+            batches = placement.group_batch_numbers(params.batch_size, group_sizes)
         members = [
             RunInstanceRecord(
                 run_id=run.run_id,
@@ -113,6 +119,8 @@ class Deployments:
         groups = placement.grouped(params.instances, labels)
         if not labels:
             return params, (), [len(params.instances)]
+        if params.steps:  # a canary keeps the order given: its first instances go first
+            return params, labels, [len(params.instances)]
         ordered = tuple(i for _, ids in groups for i in ids)
         nodes = tuple(label for label, ids in groups for _ in ids)
         return replace(params, instances=ordered), nodes, [len(ids) for _, ids in groups]
@@ -136,6 +144,9 @@ class Deployments:
             for r in rows
         )
         error_message = run.error_message
+        stepped = canary.canary_status(
+            run, self.ctx.store.decisions.of_run(deploy_id) if run.request.steps else [],
+            running=any(i.status is Status.IN_PROGRESS for i in instances))
         if run.is_stale(self.ctx.clock(), UNCLAIMED_GRACE_SECONDS):
             error_message = f"{lost_reason(run)}; {STALE_NOTE}"
         return DeployStatus(
@@ -153,6 +164,7 @@ class Deployments:
             max_failures=run.request.max_failures,
             rollback_id=run.rollback_run_id or "",
             finished_at=run.finished_at,
+            canary=stepped,
         )
 
     def status_revision(self, deploy_id: str) -> tuple[object, ...]:
@@ -192,21 +204,26 @@ class Deployments:
             )
         ctx.store.runs.request_cancel(deploy_id, actor=ctx.who())
         ctx.logger.info("cancel of %s requested", deploy_id)
-        if run.lease_owner is None:
-            ctx.executor.close_unclaimed(deploy_id)
-        deadline = time.monotonic() + self.cancel_wait_seconds
-        while True:
-            run = ctx.store.runs.get(deploy_id)
-            assert run is not None
-            if run.finished_at is not None or time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
+        run = self.wait_stopped(run)
         stopped = run.finished_at is not None
         return CancelResult(
             deploy_id=deploy_id,
             status=run.status,
             cancelled_at=run.finished_at if stopped else None,
         )
+
+    def wait_stopped(self, run: RunRecord) -> RunRecord:
+        """After a cancel request: close the run here if no worker holds it, then wait
+        (at most ``cancel_wait_seconds``) for it to finish; the run as it then stands."""
+        if run.lease_owner is None:
+            self.ctx.executor.close_unclaimed(run.run_id)
+        deadline = time.monotonic() + self.cancel_wait_seconds
+        while True:
+            now = self.ctx.store.runs.get(run.run_id)
+            assert now is not None
+            if now.finished_at is not None or time.monotonic() >= deadline:
+                return now
+            time.sleep(0.05)
 
 
 def _time(value: str | None) -> datetime | None:

@@ -3,8 +3,9 @@
 :class:`Store` opens one database and groups its repositories: ``instances`` (the
 registry), ``runs`` (runs, their instances, cancel requests), ``leases`` (leases and
 instance locks, claims from the queue), ``history`` (completed releases, run summaries),
-``views`` (wide read projections), ``workers`` (the ``floy worker`` daemons) and
-``actions`` (the audit trail of mutating calls). Every
+``views`` (wide read projections), ``workers`` (the ``floy worker`` daemons),
+``actions`` (the audit trail of mutating calls) and ``decisions`` (what was decided at the
+gates of stepped deployments). Every
 repository method is one transaction; the clock is injected.
 """
 
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from orchestrator.store.actions import Actions
 from orchestrator.store.database import Clock, Database, open_engine
+from orchestrator.store.decisions import Decisions
 from orchestrator.store.history import History
 from orchestrator.store.instances import Instances
 from orchestrator.store.leases import Leases
@@ -41,6 +43,7 @@ class Store:
         self.views = Views(self.db)
         self.workers = Workers(self.db)
         self.actions = Actions(self.db)
+        self.decisions = Decisions(self.db)
 
     @classmethod
     def open(cls, url: str, clock: Clock = utcnow, io_timeout: float = 10.0) -> Store:

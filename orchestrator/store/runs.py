@@ -44,7 +44,7 @@ class StaleWriterError(Exception):
         self.run_id = run_id
 
 
-def _hold(conn: sa.Connection, run_id: str, owner: str | None) -> None:
+def hold_run(conn: sa.Connection, run_id: str, owner: str | None) -> None:
     """Inside a write transaction: lock the run's row (``FOR UPDATE`` on PostgreSQL; SQLite
     writers are serialised already) and raise StaleWriterError unless the run is unfinished
     and, when ``owner`` is given, that owner holds its lease."""
@@ -108,7 +108,7 @@ class Runs:
         ids = [m.instance_id for m in members]
         with self.db.write() as conn:
             if take_over_from is not None:
-                _hold(conn, take_over_from, owner)
+                hold_run(conn, take_over_from, owner)
             if conn.execute(
                 sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run.run_id)
             ).first():
@@ -183,7 +183,7 @@ class Runs:
         if finished:
             values.update(finished_at=now, lease_owner=None, lease_expires_at=None)
         with self.db.write() as conn:
-            _hold(conn, run_id, owner)
+            hold_run(conn, run_id, owner)
             conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
             if finished:
                 conn.execute(t.instance_locks.delete().where(t.instance_locks.c.run_id == run_id))
@@ -192,7 +192,7 @@ class Runs:
         """Give a run back unfinished: pending again, no lease holder, its instances kept;
         the next claim resumes it. StaleWriterError as :meth:`set_status`."""
         with self.db.write() as conn:
-            _hold(conn, run_id, owner)
+            hold_run(conn, run_id, owner)
             conn.execute(
                 t.runs.update()
                 .where(t.runs.c.run_id == run_id)
@@ -227,7 +227,7 @@ class Runs:
             by_columns.setdefault(tuple(sorted(values)), []).append(
                 {"b_instance": instance_id, **values})
         with self.db.write() as conn:
-            _hold(conn, run_id, owner)
+            hold_run(conn, run_id, owner)
             for params in by_columns.values():
                 conn.execute(
                     t.run_instances.update().where(
@@ -258,7 +258,7 @@ class Runs:
         count. StaleWriterError as :meth:`set_status`."""
         now = stamp(self.db.clock())
         with self.db.write() as conn:
-            _hold(conn, run_id, owner)
+            hold_run(conn, run_id, owner)
             result = conn.execute(
                 t.run_instances.update()
                 .where(

@@ -147,6 +147,24 @@ actions = sa.Table(
 )
 
 
+#: The decisions about stepped deployments (version 6): batches started, analysis
+#: measurements and verdicts, pauses, promotions and aborts, each with who made it
+#: (see orchestrator/domain/canary.py). Append-only.
+run_decisions = sa.Table(
+    "run_decisions",
+    metadata,
+    sa.Column("decision_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(128), sa.ForeignKey("runs.run_id"), nullable=False),
+    sa.Column("batch", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("data_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Index("ix_run_decisions_run", "run_id", "decision_id"),
+)
+
+
 # Columns added after version 1; a database created at version 1 lacks them.
 _V2_COLUMNS = {
     "run_instances": ("package_url", "package_sha256"),
@@ -195,12 +213,18 @@ def _v5_actions(conn: Connection) -> None:
     actions.create(conn, checkfirst=True)
 
 
+def _v6_run_decisions(conn: Connection) -> None:
+    """The decisions about stepped deployments (progressive delivery)."""
+    run_decisions.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _v1_initial,
     _v2_rollback_and_drift,
     _v3_service_page_index,
     _v4_workers,
     _v5_actions,
+    _v6_run_decisions,
 )
 
 

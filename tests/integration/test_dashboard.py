@@ -28,7 +28,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from sample.pkgserver import Pki
 from tests.helpers.httpserver import FloyServer
+from tests.helpers.metrics import MetricsServer
 from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -182,6 +184,40 @@ return {status: row.querySelector('[data-status]').getAttribute('data-status'),
 """
 
 
+CANARY_JS = """
+const box = document.getElementById('canary');
+const button = (id) => {
+  const b = document.getElementById(id);
+  return {shown: !b.hidden && !b.closest('[hidden]'), enabled: !b.disabled, text: b.textContent};
+};
+const attr = (e, name) => e.getAttribute(name);
+const stateNode = document.getElementById('canary-state');
+const banner = document.getElementById('canary-banner');
+const figure = document.getElementById('canary-analysis');
+return {
+  shown: !box.hidden,
+  state: stateNode.dataset.canaryState, state_text: stateNode.textContent,
+  state_live: attr(stateNode, 'aria-live'),
+  batches: [...box.querySelectorAll('[data-step-batch]')]
+    .map(b => [attr(b, 'data-step-batch'), attr(b, 'data-batch-state')]),
+  gaps: [...box.querySelectorAll('[data-gap]')]
+    .map(g => [attr(g, 'data-gap'), attr(g, 'data-pause'), attr(g, 'data-gap-state')]),
+  banner: banner.hidden ? '' : banner.textContent,
+  promote: button('promote-run'), promote_full: button('promote-full'),
+  abort: button('abort-run'), rollback_box: button('abort-rollback'),
+  analysis_shown: !figure.hidden,
+  caption: document.getElementById('canary-analysis-caption').textContent,
+  chart_empty: !!box.querySelector('[data-chart="empty"]'),
+  points: [...box.querySelectorAll('svg [data-point]')].map(c => ({
+    ok: attr(c, 'data-ok'), value: attr(c, 'data-value'), batch: attr(c, 'data-batch'),
+    cy: Number(attr(c, 'cy')), title: c.querySelector('title').textContent})),
+  thresholds: [...box.querySelectorAll('svg [data-threshold]')]
+    .map(t => [attr(t, 'data-threshold'), Number(attr(t, 'y1'))]),
+  decisions: [...box.querySelectorAll('[data-decision]')].map(d => attr(d, 'data-decision')),
+};
+"""
+
+
 class Dashboard:
     """The page, as a test sees it."""
 
@@ -210,6 +246,19 @@ class Dashboard:
         result = self.driver.execute_script(RUN_STATE_JS)
         assert isinstance(result, dict)
         return result
+
+    def canary(self) -> dict[str, Any]:
+        """The run panel's canary part: steps strip, state, buttons, analysis chart."""
+        result = self.driver.execute_script(CANARY_JS)
+        assert isinstance(result, dict)
+        return result
+
+    def wait_canary(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
+                    what: str) -> dict[str, Any]:
+        def look() -> dict[str, Any] | None:
+            seen = self.canary()
+            return seen if predicate(seen) else None
+        return _until(look, timeout, what)
 
     def service(self, name: str) -> dict[str, Any] | None:
         return self.driver.execute_script(SERVICE_JS, name)  # type: ignore[no-any-return]
@@ -290,6 +339,20 @@ def start_deployment(server: FloyServer, prefix: str, count: int, batch_size: st
     assert answer.status_code == 202, answer.text
     assert answer.json()["deploy_id"] == run_id
     return run_id, ids
+
+
+def start_run(server: FloyServer, run_id: str, ids: list[str], version: str,
+              fields: dict[str, Any]) -> str:
+    """Deploy ``version`` of hello to ``ids`` via the API, with extra request ``fields``
+    (``steps``, ``analysis``)."""
+    url, sha = server.env.packages[version]
+    with server.client("deployer") as client:
+        answer = client.post("/v1/deployments", json={
+            "service": "hello", "version": version, "instances": ids, "package_url": url,
+            "package_sha256": sha, "deploy_id": run_id, "retry_count": 0, **fields,
+        })
+    assert answer.status_code == 202, answer.text
+    return run_id
 
 
 def api_status(server: FloyServer, run_id: str) -> dict[str, Any]:
@@ -451,6 +514,162 @@ def test_dashboard_cancel_with_a_read_token_is_refused(floy_server: FloyServer,
     after = dashboard.state()
     assert after["run"] == "" and after["cells"] == {} and not after["cancel_enabled"], after
     assert not driver.find_elements(By.CSS_SELECTOR, "#services [data-service]")
+
+
+# --------------------------------------------------------------------------- canaries
+
+@pytest.fixture
+def canaries(floy_server: FloyServer) -> Iterator[list[str]]:
+    """The canary runs a test starts: any still unfinished at its end (a failed test
+    leaves one paused) is cancelled, so that no worker waits for a promotion forever.
+    Asked for before ``dashboard``, so that a failure's screenshot comes first."""
+    runs: list[str] = []
+    yield runs
+    service = floy_server.env.service
+    for run_id in runs:
+        if service.get_deployment_status(run_id).finished_at is None:
+            service.cancel_deployment(run_id)
+
+
+def _paused_on_page(dashboard: Dashboard, run_id: str) -> dict[str, Any]:
+    dashboard.open_run(run_id)
+    return dashboard.wait_canary(
+        lambda c: c["state"] == "paused" and c["promote"]["shown"] and c["promote"]["enabled"],
+        90, f"{run_id} paused on the page, Promote enabled")
+
+
+def test_dashboard_promotes_a_paused_canary(floy_server: FloyServer, canaries: list[str],
+                                            dashboard: Dashboard) -> None:
+    """A canary paused until promoted shows its steps and the pause; Promote on the page
+    lets it finish, and the page names who promoted it."""
+    dashboard.sign_in(floy_server.tokens["deployer"])
+    ids = floy_server.env.register(2, prefix="dash-f")
+    run_id = start_run(floy_server, f"dash-f-{uuid.uuid4().hex[:8]}", ids, "2.0.0",
+                       {"steps": "1,pause,1"})
+    canaries.append(run_id)
+
+    paused = _paused_on_page(dashboard, run_id)
+    assert paused["shown"] and paused["state_live"] == "polite"
+    assert paused["state_text"] == "paused after batch 1 until promoted", paused["state_text"]
+    assert paused["batches"] == [["1", "done"], ["2", "pending"]], paused["batches"]
+    assert paused["gaps"] == [["1", "until promoted", "current"]], paused["gaps"]
+    assert "Paused after batch 1 until promoted" in paused["banner"], paused["banner"]
+    assert paused["promote_full"]["shown"] and paused["abort"]["shown"]
+    assert paused["rollback_box"]["enabled"]
+    assert not paused["analysis_shown"], "no analysis, no chart"
+    assert paused["decisions"][-1] == "paused", paused["decisions"]
+    dashboard.screenshot("-paused")
+
+    dashboard.driver.find_element(By.ID, "promote-run").click()
+
+    done = dashboard.wait_canary(
+        lambda c: c["state"] == "finished"
+        and "promoted by token:test-deployer" in c["state_text"], 90,
+        "the page to show the canary finished, promoted by token:test-deployer")
+    assert done["batches"] == [["1", "done"], ["2", "done"]], done["batches"]
+    assert done["gaps"] == [["1", "until promoted", "passed"]], done["gaps"]
+    assert not done["promote"]["shown"] and not done["abort"]["shown"], done
+    assert "promoted" in done["decisions"], done["decisions"]
+    page = dashboard.wait_run(lambda s: s["status"] == "completed", 15, "the run completed")
+    assert page["message_kind"] == "ok", page["message"]
+    assert f"Run {run_id} promoted by token:test-deployer (HTTP 200)" in page["message"]
+    final = api_wait_ended(floy_server, run_id)
+    assert final["status"] == "completed", final["error_message"]
+    assert final["canary"]["promoted_by"] == "token:test-deployer"
+    dashboard.screenshot()
+
+
+def test_dashboard_aborts_a_paused_canary_and_rolls_back(floy_server: FloyServer,
+                                                         canaries: list[str],
+                                                         dashboard: Dashboard) -> None:
+    """Abort with "and roll back" ticked: the canary ends cancelled and its rollback puts
+    the switched instance back on 1.0.0."""
+    env = floy_server.env
+    ids = env.register(2, prefix="dash-g")
+    base = start_run(floy_server, f"dash-g-base-{uuid.uuid4().hex[:8]}", ids, "1.0.0", {})
+    dashboard.sign_in(floy_server.tokens["deployer"])
+    assert api_wait_ended(floy_server, base)["status"] == "completed"
+    run_id = start_run(floy_server, f"dash-g-{uuid.uuid4().hex[:8]}", ids, "2.0.0",
+                       {"steps": "1,pause,1"})
+    canaries.append(run_id)
+    _paused_on_page(dashboard, run_id)
+
+    dashboard.driver.find_element(By.ID, "abort-rollback").click()
+    assert dashboard.driver.find_element(By.ID, "abort-rollback").is_selected()
+    dashboard.driver.find_element(By.ID, "abort-run").click()
+
+    ended = dashboard.wait_run(lambda s: s["status"] == "cancelled", 60,
+                               "the page to show the canary cancelled")
+    final = api_wait_ended(floy_server, run_id)
+    assert final["status"] == "cancelled" and final["rollback_id"], final
+    assert final["error_message"].startswith("aborted by token:test-deployer"), final
+    page = dashboard.wait_run(lambda s: final["rollback_id"] in s["message"], 15,
+                              "the message naming the rollback")
+    assert page["message_kind"] == "ok", page["message"]
+    assert f"Run {run_id} aborted: cancelled" in page["message"], page["message"]
+    assert {c["status"] for c in ended["cells"].values()} == {"completed", "cancelled"}
+    seen = dashboard.wait_canary(lambda c: c["state"] == "finished", 15, "canary finished")
+    assert seen["batches"] == [["1", "done"], ["2", "cancelled"]], seen["batches"]
+    assert seen["gaps"] == [["1", "until promoted", "not-reached"]], seen["gaps"]
+    assert seen["decisions"][-1] == "aborted" and not seen["abort"]["shown"], seen
+
+    rollback = env.wait(final["rollback_id"])
+    assert rollback.status.value == "completed", rollback.error_message
+    versions = {i.instance_id: i.version for i in
+                env.service.get_service_instance_versions("hello").instances}
+    assert {i: versions[i] for i in ids} == dict.fromkeys(ids, "1.0.0"), versions
+    dashboard.screenshot()
+
+
+def test_dashboard_charts_the_canary_analysis(floy_server: FloyServer, canaries: list[str],
+                                              dashboard: Dashboard, pki: Pki) -> None:
+    """The analysis measurements of a real metrics endpoint as an SVG chart (three ok
+    points under the dashed max line); Promote with a read token shows the 403."""
+    metrics = MetricsServer.start(pki, [0.01, 0.02, 0.03])
+    try:
+        dashboard.sign_in(floy_server.tokens["read"])
+        ids = floy_server.env.register(2, prefix="dash-h")
+        run_id = start_run(floy_server, f"dash-h-{uuid.uuid4().hex[:8]}", ids, "2.0.0", {
+            "steps": "1,pause,1",
+            "analysis": {"url": metrics.url, "query": "data.result[0].value[1]",
+                         "max": 0.05, "count": 3, "interval": 0}})
+        canaries.append(run_id)
+        _paused_on_page(dashboard, run_id)
+        chart = dashboard.wait_canary(lambda c: len(c["points"]) == 3, 15, "three points")
+        assert chart["analysis_shown"] and not chart["chart_empty"]
+        assert [p["value"] for p in chart["points"]] == ["0.01", "0.02", "0.03"], chart
+        assert all(p["ok"] == "true" and p["batch"] == "1" for p in chart["points"])
+        assert "0.02 at 20" in chart["points"][1]["title"], chart["points"][1]["title"]
+        assert "ok" in chart["points"][1]["title"]
+        assert [name for name, _y in chart["thresholds"]] == ["max"], chart["thresholds"]
+        max_y = chart["thresholds"][0][1]
+        # SVG y grows downwards: every point lies under the max line, and rises with its value
+        ys = [p["cy"] for p in chart["points"]]
+        assert all(y > max_y for y in ys) and ys[0] > ys[1] > ys[2], (ys, max_y)
+        assert "3 taken, 0 failed" in chart["caption"], chart["caption"]
+        assert "data.result[0].value[1]" in chart["caption"]
+        assert chart["gaps"] == [["1", "until promoted", "current"]], chart["gaps"]
+        assert chart["decisions"][-2:] == ["analysis_passed", "paused"], chart["decisions"]
+        dashboard.screenshot("-paused")
+
+        # a read token may see the buttons but not use them: the server's 403 is shown
+        dashboard.driver.find_element(By.ID, "promote-run").click()
+        refused = dashboard.wait_run(lambda s: "403" in s["message"], 15, "the 403 message")
+        assert refused["message_kind"] == "error", refused["message"]
+        assert f"Promotion of run {run_id} refused: HTTP 403 forbidden" in refused["message"]
+        assert dashboard.canary()["promote"]["enabled"], "enabled again after the refusal"
+
+        with floy_server.client("deployer") as client:
+            answer = client.post(f"/v1/deployments/{run_id}/promote")
+        assert answer.status_code == 200, answer.text
+        final = api_wait_ended(floy_server, run_id)
+        assert final["status"] == "completed", final["error_message"]
+        assert len(final["canary"]["measurements"]) == 3  # none after the last batch
+        done = dashboard.wait_canary(lambda c: c["state"] == "finished", 30, "finished")
+        assert len(done["points"]) == 3 and "promoted by token:test-deployer" in \
+            done["state_text"], done
+    finally:
+        metrics.stop()
 
 
 # Installed before the page's own script (CDP): wraps fetch() so that every event stream

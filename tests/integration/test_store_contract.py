@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.domain.canary import DecisionKind, DecisionRecord
 from orchestrator.domain.events import InstanceUpdate
 from orchestrator.domain.records import RunInstanceRecord, RunRecord
 from orchestrator.domain.request import RunRequest
@@ -105,7 +106,7 @@ def test_schema_migrates_and_reopens(db_url: str) -> None:
     Store.open(db_url).close()
     store = Store.open(db_url)  # second open: nothing left to migrate
     with store.read() as conn:
-        assert conn.exec_driver_sql("SELECT version FROM floy_schema").scalar_one() == 5
+        assert conn.exec_driver_sql("SELECT version FROM floy_schema").scalar_one() == 6
     store.close()
 
 
@@ -285,6 +286,41 @@ def test_cancel_requests_are_recorded_once(store: Store) -> None:
     assert _got(store, "r1").cancel_requested_at == first
     assert _got(store, "r1").status is Status.PENDING, "a request, not the cancel itself"
     assert not store.runs.cancel_requested("nope")
+
+
+def test_decisions_are_appended_fenced_and_read_back(store: Store) -> None:
+    store.runs.create(*_run("r1", ["i-0", "i-1"],
+                            request=RunRequest(("i-0", "i-1"), steps=("1", "pause", "1"))))
+    store.runs.create(*_run("r2", ["i-2"]))
+    assert store.leases.acquire("r1", "a", 30, 1)
+    now = store.db.clock()
+    store.decisions.record(DecisionRecord("r1", 1, DecisionKind.BATCH, "floy", now), owner="a")
+    store.decisions.record(DecisionRecord("r1", 1, DecisionKind.PAUSED, "floy", now,
+                                          "until promoted", {"until": None}), owner="a")
+    with pytest.raises(StaleWriterError):  # a worker whose lease was taken writes nothing
+        store.decisions.record(DecisionRecord("r1", 1, DecisionKind.CONTINUED, "floy", now),
+                               owner="b")
+    before = _got(store, "r1").updated_at
+    store.decisions.promote(DecisionRecord("r1", 1, DecisionKind.PROMOTED, "token:alice",
+                                           store.db.clock(), "promoted", {"full": True}),
+                            "svc")
+    got = store.decisions.of_run("r1")
+    assert [(d.kind, d.actor) for d in got] == [
+        (DecisionKind.BATCH, "floy"), (DecisionKind.PAUSED, "floy"),
+        (DecisionKind.PROMOTED, "token:alice")]
+    assert got[1].data == {"until": None} and got[2].data == {"full": True}
+    assert _got(store, "r1").updated_at >= before  # a status cache sees the change
+    assert store.decisions.of_run("r2") == []
+    store.decisions.abort(DecisionRecord("r1", 1, DecisionKind.ABORTED, "bob",
+                                         store.db.clock(), "aborted", {"rollback": True}),
+                          "svc")
+    assert store.runs.cancel_requested("r1") and not store.runs.cancel_requested("r2")
+    assert [(a.action, a.actor) for a in store.actions.of_service("svc", 10)][:2] == [
+        ("abort", "bob"), ("promote", "token:alice")]
+    store.runs.set_status("r1", Status.CANCELLED, finished=True, owner="a")
+    with pytest.raises(StaleWriterError):  # nothing is decided about a finished run
+        store.decisions.promote(DecisionRecord("r1", 1, DecisionKind.PROMOTED, "x",
+                                               store.db.clock()), "svc")
 
 
 # -- leases ----------------------------------------------------------------------------------

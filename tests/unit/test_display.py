@@ -119,3 +119,21 @@ def test_other_views_have_no_raw_control_characters() -> None:
         assert _raw_controls(text) == [], text
         assert "\\x1b" in text
     assert "DRIFT" in render_checks("hello", checks)
+
+
+def test_a_paused_canary_reads_in_one_look() -> None:
+    from orchestrator.cli.display import canary_lines, point_line
+    from orchestrator.models.canary import AnalysisPoint, CanaryStatus, Decision
+
+    at = datetime(2026, 12, 6, 12, 0, 5, tzinfo=UTC)
+    canary = CanaryStatus(
+        steps=("1", "pause", "100%"), batches=(1, 4), batch=1, state="paused",
+        paused_since=at, promoted_by="token:\x1b]0;x\x07eve",
+        decisions=(Decision(at, 1, "paused", "floy", "until promoted"),))
+    lines = canary_lines(canary)
+    assert lines[0] == "  steps 1,pause,100% (batches 1+4): paused after batch 1 until promoted"
+    assert lines[1].startswith("  promoted by token:") and not _raw_controls(lines[1])
+    assert lines[2] == "  12:00:05Z gate 1: paused by floy: until promoted"
+    point = AnalysisPoint(1, at, False, 0.3, 200, 0.01, "value 0.3 is above max 0.05")
+    assert point_line(point) == ("  12:00:05Z analysis after batch 1: value 0.3 failed: "
+                                 "value 0.3 is above max 0.05")

@@ -41,7 +41,8 @@ T1 = T0 + timedelta(seconds=5)
 
 # The extension keys written by hand here, independently of the module.
 EXPECTED_EXTENSIONS: dict[str, set[str]] = {
-    "DeployParams": {"batch_size", "max_failures", "package_sha256", "auto_rollback", "node"},
+    "DeployParams": {"batch_size", "max_failures", "package_sha256", "auto_rollback", "node",
+                     "steps", "analysis"},
     "DeployStatus": {
         "kind",
         "error_message",
@@ -49,6 +50,7 @@ EXPECTED_EXTENSIONS: dict[str, set[str]] = {
         "max_failures",
         "rollback_id",
         "finished_at",
+        "canary",
     },
     "DeployStatus.progress": {"in_progress", "cancelled"},
     "DeployStatus.instances[]": {"status", "attempts", "phase", "batch", "previous_version"},

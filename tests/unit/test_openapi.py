@@ -98,7 +98,8 @@ SPEC_OPERATIONS = {
 }
 #: Operations that may clash with existing state (docs/http-api.md, 409).
 CONFLICT_OPERATIONS = {"executeDeployment", "cancelDeployment", "rollbackInstance",
-                       "rollbackBatch", "registerInstances"}
+                       "rollbackBatch", "registerInstances", "promoteDeployment",
+                       "abortDeployment"}
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 STATUS_WORDS = [s.value for s in Status]
 

@@ -106,7 +106,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{db}")
     assert store.instances.get(["i-1"])["i-1"].observed_version is None
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM floy_schema").fetchone()[0] == 5
+        assert conn.execute("SELECT version FROM floy_schema").fetchone()[0] == 6
         cols = {r[1] for r in conn.execute("PRAGMA table_info(run_instances)")}
         assert {"package_url", "package_sha256"} <= cols
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
@@ -144,7 +144,7 @@ def test_a_newer_schema_is_a_config_error(tmp_path: Path, store: Store) -> None:
     with pytest.raises(ConfigError) as err:
         Store.open(f"sqlite:///{db}")
     assert type(err.value) is ConfigError
-    assert str(err.value) == "database schema version 99 is newer than this floy (5)"
+    assert str(err.value) == "database schema version 99 is newer than this floy (6)"
 
 
 @pytest.mark.parametrize("version", ["'three'", "2.5", "-2", "x'00'"])

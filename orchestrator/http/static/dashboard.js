@@ -159,10 +159,13 @@
     const current = session;
     if (!current) throw new ApiError(0, "", "not signed in");
     const headers = { Authorization: `Bearer ${current.token}`, Accept: "application/json" };
+    const json = options && options.json;
+    if (json !== undefined) headers["Content-Type"] = "application/json";
     let response;
     try {
       response = await fetch(path, {
         method, headers, cache: "no-store", signal: (options && options.signal) || undefined,
+        body: json === undefined ? undefined : JSON.stringify(json),
       });
     } catch (err) {
       if (err && err.name === "AbortError") throw err;
@@ -493,6 +496,7 @@
     replaceChildren($("run-progress"));
     $("run-error").hidden = true;
     replaceChildren($("run-grid"), el("p", { className: "empty" }, "Connecting to the run…"));
+    resetCanary();
     updateCancelButton();
     for (const b of document.querySelectorAll("#runs [data-run]")) {
       const on = b.getAttribute("data-run") === id;
@@ -517,6 +521,7 @@
     $("run-error").hidden = true;
     replaceChildren($("run-grid"), el("p", { className: "empty" }, "No run open. The newest " +
       "running deployment opens here by itself; click one in the list to open it."));
+    resetCanary();
     updateCancelButton();
   }
 
@@ -626,6 +631,7 @@
     });
     replaceChildren($("run-grid"), rows.length ? rows
       : el("p", { className: "empty" }, "This run has no instances."));
+    renderCanary(d);
     updateCancelButton();
   }
 
@@ -659,6 +665,306 @@
     inst.error_message ? el("span", { className: "cell-error" }, inst.error_message) : null);
   }
 
+  // ---------------------------------------------------------------- canary steps
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const isPause = (step) => /^pause\b/.test(step);
+
+  /** el() for SVG: attributes through setAttribute, children as text nodes, never markup. */
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value !== undefined && value !== null && value !== false) {
+        node.setAttribute(name, String(value));
+      }
+    }
+    append(node, children);
+    return node;
+  }
+
+  /** Milliseconds of an RFC 3339 time with any number of fraction digits (NaN if none). */
+  function timeMs(value) {
+    const m = /^(.+T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i.exec(String(value || ""));
+    return m ? Date.parse(m[1] + m[3].toUpperCase()) + Number(m[2] || 0) * 1000 : NaN;
+  }
+
+  /** "2025-01-02T10:11:12.345Z" -> "10:11:12Z". */
+  function clockTime(value) {
+    const short = shortTime(value);
+    return short.includes(" ") ? short.slice(short.indexOf(" ") + 1) : short;
+  }
+
+  /** The pause written right after the n-th batch of `steps`: "" until promoted, "5m"
+   * timed, null none (as orchestrator/domain/steps.py pause_after). */
+  function pauseAfter(steps, n) {
+    let seen = 0;
+    for (let i = 0; i < steps.length; i++) {
+      if (isPause(steps[i])) continue;
+      seen += 1;
+      if (seen === n) return isPause(steps[i + 1] || "") ? steps[i + 1].slice(5).trim() : null;
+    }
+    return null;
+  }
+
+  /** The canary of a status with every field of the type the page relies on, or null. */
+  function canaryOf(d) {
+    const c = d && d.canary;
+    if (!c || typeof c !== "object") return null;
+    const list = (v) => (Array.isArray(v) ? v : []);
+    return { ...c, steps: list(c.steps).map(String), batches: list(c.batches).map(Number),
+      batch: Number(c.batch) || 0, state: String(c.state || ""),
+      analysis: c.analysis && typeof c.analysis === "object" ? c.analysis : null,
+      measurements: list(c.measurements).filter((m) => m && typeof m === "object"),
+      decisions: list(c.decisions).filter((m) => m && typeof m === "object") };
+  }
+
+  function batchState(n, items, c) {
+    if (items.length && items.every((i) => TERMINAL.has(i.status))) {
+      if (items.some((i) => i.status === "failed")) return "failed";
+      return items.some((i) => i.status === "completed") ? "done" : "cancelled";
+    }
+    const current = n === c.batch && c.state === "running";
+    return current || items.some((i) => i.status === "in_progress") ? "running" : "pending";
+  }
+
+  function gapState(n, c) {
+    if (c.batch > n) return "passed";
+    if (c.batch === n && (c.state === "paused" || c.state === "analysis")) return "current";
+    if (c.full) return "skipped";
+    return c.state === "finished" ? "not-reached" : "upcoming";
+  }
+
+  /** What sits between batch n and n+1: its analysis gate and its pause. */
+  function gapItem(n, c) {
+    const pause = pauseAfter(c.steps, n);
+    const words = pause === null ? null : pause || "until promoted";
+    const where = gapState(n, c);
+    const parts = [
+      c.analysis ? el("span", { className: "canary-gate" }, "◆ analysis") : null,
+      words ? el("span", { className: "canary-pause" }, words) : null, // CSS draws the ⏸
+    ].filter(Boolean);
+    const label = [c.analysis ? "analysis" : "", words ? `pause ${words}` : ""]
+      .filter(Boolean).join(" and ") || "no gate";
+    return el("li", { className: "canary-gap", "data-gap": n, "data-pause": words,
+      "data-gap-state": where, "aria-label": `after batch ${n}: ${label} (${where})` },
+    parts.length ? parts : el("span", { "aria-hidden": "true" }, "→"));
+  }
+
+  function canaryStateText(c, status) {
+    const total = c.batches.length;
+    let text;
+    if (c.state === "paused") {
+      text = `paused after batch ${c.batch} ` +
+        (c.pause_until ? `until ${clockTime(c.pause_until)}` : "until promoted");
+    } else if (c.state === "analysis") {
+      const taken = c.measurements.filter((m) => Number(m.batch) === c.batch).length;
+      const count = c.analysis ? Number(c.analysis.count) || 0 : 0;
+      text = `analysing after batch ${c.batch}` +
+        (count ? ` (${taken} of ${count} measurements)` : "");
+    } else if (c.state === "finished") {
+      text = `finished (${statusWord(status)}) after batch ${c.batch} of ${total}`;
+    } else {
+      text = `running batch ${c.batch || 1} of ${total}`;
+    }
+    if (c.promoted_by) text += `; promoted${c.full ? " fully" : ""} by ${c.promoted_by}`;
+    return text;
+  }
+
+  function renderCanary(d) {
+    const c = canaryOf(d);
+    $("canary").hidden = !c;
+    if (!c) return;
+    const instances = Array.isArray(d.instances) ? d.instances : [];
+    const entries = c.steps.filter((s) => !isPause(s));
+    replaceChildren($("canary-strip"), c.batches.flatMap((size, i) => {
+      const n = i + 1;
+      const st = batchState(n, instances.filter((inst) => Number(inst.batch) === n), c);
+      const entry = entries[Math.min(i, entries.length - 1)] || "";
+      const what = `${size} instance${size === 1 ? "" : "s"}`;
+      return [n > 1 ? gapItem(n - 1, c) : null,
+        el("li", { className: "canary-batch", "data-step-batch": n, "data-batch-state": st,
+          title: `batch ${n}: ${what} (step ${entry}): ${st}` },
+        el("span", { className: "canary-batch-name" }, `Batch ${n}`),
+        el("span", { className: "canary-batch-size" }, `${what} · ${st}`))];
+    }));
+
+    const node = $("canary-state");
+    const text = canaryStateText(c, d.status);
+    node.dataset.canaryState = c.state;
+    node.title = c.pause_until ? `pause ends at ${c.pause_until}` : "";
+    if (node.textContent !== text) node.textContent = text; // aria-live: only real changes
+
+    const paused = c.state === "paused" && !TERMINAL.has(d.status);
+    const next = c.batch < c.batches.length ? `batch ${c.batch + 1} of ${c.batches.length}` : "";
+    $("canary-banner").textContent = paused ? `Paused after batch ${c.batch}` +
+      (c.pause_until ? ` until ${clockTime(c.pause_until)}` : " until promoted") +
+      (next ? `: Promote starts ${next}; Promote fully also skips every later pause.` : ".")
+      : "";
+
+    const figure = $("canary-analysis");
+    figure.hidden = !c.analysis;
+    if (c.analysis) {
+      const a = c.analysis;
+      const bounds = [a.min !== null && a.min !== undefined ? `≥ ${a.min}` : "",
+        a.max !== null && a.max !== undefined ? `≤ ${a.max}` : ""].filter(Boolean);
+      const failed = c.measurements.filter((m) => !m.ok).length;
+      replaceChildren($("canary-analysis-caption"), `Analysis after each batch but the last: ` +
+        `${a.count} measurement${Number(a.count) === 1 ? "" : "s"} every ${a.interval} s of `,
+      el("code", { title: a.url }, a.query), `, ok when ${bounds.join(" and ") || "present"}` +
+        ` (failure limit ${a.failure_limit}). ${c.measurements.length} taken, ${failed} failed.`);
+      replaceChildren($("canary-chart"), analysisChart(a, c.measurements));
+    }
+
+    $("canary-decisions-title").textContent = `Decisions (${c.decisions.length})`;
+    replaceChildren($("canary-decisions-list"), c.decisions.map((x) => el("li",
+      { "data-decision": x.kind }, timeEl(x.at), ` batch ${x.batch} `,
+      el("b", {}, String(x.kind || "").replace(/_/g, " ")), ` by ${x.actor}`,
+      x.message ? `: ${x.message}` : "")));
+  }
+
+  const CHART = { w: 520, h: 160, left: 52, right: 58, top: 12, bottom: 26 };
+
+  /** The measurements as an SVG dot-and-line chart over time, thresholds dashed. */
+  function analysisChart(analysis, points) {
+    if (!points.length) {
+      return el("p", { className: "empty", "data-chart": "empty" }, "no measurements yet");
+    }
+    const { w, h, left, right, top, bottom } = CHART;
+    const times = points.map((p) => timeMs(p.at));
+    const t0 = Math.min(...times);
+    const t1 = Math.max(...times);
+    const spread = t1 > t0; // NaN compares false: then the points go by their index
+    const x = (i) => left + (w - left - right) * (points.length < 2 ? 0.5
+      : spread ? (times[i] - t0) / (t1 - t0) : i / (points.length - 1));
+    const number = (v) => typeof v === "number" && Number.isFinite(v);
+    const limits = [["min", analysis.min], ["max", analysis.max]].filter(([, v]) => number(v));
+    const values = points.map((p) => p.value).filter(number);
+    const all = values.concat(limits.map(([, v]) => v));
+    let lo = all.length ? Math.min(...all) : 0;
+    let hi = all.length ? Math.max(...all) : 1;
+    const pad = (hi - lo) * 0.12 || Math.abs(hi) * 0.12 || 1;
+    lo -= pad;
+    hi += pad;
+    const y = (v) => top + (h - top - bottom) * (1 - (v - lo) / (hi - lo));
+    const fmt = (v) => String(Number(v.toPrecision(3)));
+    const base = h - bottom;
+    const chart = svg("svg", { viewBox: `0 0 ${w} ${h}`, class: "chart", role: "img",
+      "aria-label": `analysis measurements: ${points.length} values, ` +
+        `${points.filter((p) => !p.ok).length} failed` },
+    svg("line", { class: "axis", x1: left, y1: top, x2: left, y2: base }),
+    svg("line", { class: "axis", x1: left, y1: base, x2: w - right, y2: base }),
+    values.length ? [
+      svg("text", { class: "tick", x: left - 6, y: y(Math.max(...values)) + 4,
+        "text-anchor": "end" }, fmt(Math.max(...values))),
+      svg("text", { class: "tick", x: left - 6, y: y(Math.min(...values)) + 4,
+        "text-anchor": "end" }, fmt(Math.min(...values)))] : null,
+    svg("text", { class: "tick", x: left, y: h - 8 }, clockTime(points[0].at)),
+    points.length > 1 ? svg("text", { class: "tick", x: w - right, y: h - 8,
+      "text-anchor": "end" }, clockTime(points[points.length - 1].at)) : null,
+    limits.flatMap(([name, v]) => [
+      svg("line", { class: "threshold", "data-threshold": name, x1: left, y1: y(v),
+        x2: w - right, y2: y(v) }, svg("title", {}, `${name} ${v}`)),
+      svg("text", { class: "threshold-label", x: w - right + 4, y: y(v) + 4 },
+        `${name} ${fmt(v)}`)]),
+    svg("polyline", { class: "series", points: points.map((p, i) => (number(p.value)
+      ? `${x(i)},${y(p.value)}` : "")).filter(Boolean).join(" ") }),
+    points.map((p, i) => {
+      const shown = number(p.value) ? fmt(p.value) : "no value";
+      const tip = [`batch ${p.batch}: ${shown} at ${p.at}`, p.ok ? "ok" : "failed",
+        p.http_status ? `HTTP ${p.http_status}` : "", number(p.seconds) ? `${p.seconds} s` : "",
+        p.error ? `error: ${p.error}` : ""].filter(Boolean).join(" · ");
+      return svg("circle", { class: "point", "data-point": i, "data-ok": p.ok ? "true" : "false",
+        "data-batch": p.batch, "data-value": number(p.value) ? p.value : "",
+        cx: x(i), cy: number(p.value) ? y(p.value) : base, r: 4.5, tabindex: 0 },
+      svg("title", {}, tip));
+    }));
+    return chart;
+  }
+
+  // ---------------------------------------------------------------- promote / abort
+
+  let canaryBusy = ""; // the ID of the canary button whose request is in flight
+
+  const CANARY_BUTTONS = {
+    "promote-run": ["Promote", "Promoting…"],
+    "promote-full": ["Promote fully", "Promoting…"],
+    "abort-run": ["Abort", "Aborting…"],
+  };
+
+  function updateCanaryButtons() {
+    const run = state.run;
+    const c = run && canaryOf(run.data);
+    const live = !!session && !!c && !!run.status && !TERMINAL.has(run.status);
+    const paused = live && c.state === "paused";
+    for (const [id, [idle, busy]] of Object.entries(CANARY_BUTTONS)) {
+      const button = $(id);
+      const shown = id === "abort-run" ? live : paused;
+      button.hidden = !shown;
+      button.disabled = !shown || !!canaryBusy;
+      button.textContent = canaryBusy === id ? busy : idle;
+    }
+    $("abort-rollback").disabled = !live || !!canaryBusy;
+    $("canary-actions").hidden = !live;
+    $("canary-actions").dataset.paused = String(paused);
+    $("canary-banner").hidden = !paused;
+  }
+
+  /** POST promote (button "promote-run" or "promote-full") or abort ("abort-run"). */
+  async function canaryAction(button) {
+    const run = state.run;
+    if (!run || canaryBusy || TERMINAL.has(run.status)) return;
+    const id = run.id;
+    const abort = button === "abort-run";
+    const rollback = abort && $("abort-rollback").checked;
+    const what = abort ? (rollback ? "Abort with rollback" : "Abort")
+      : button === "promote-full" ? "Full promotion" : "Promotion";
+    canaryBusy = button;
+    run.auto = false; // acted on: it stays open when it ends (e.g. for its rollback to start)
+    updateCanaryButtons();
+    showMessage("info", `${what} of run ${id}…`, "action");
+    try {
+      const { status, body } = await api("POST",
+        `/v1/deployments/${encodeURIComponent(id)}/${abort ? "abort" : "promote"}`,
+        { json: abort ? { rollback } : { full: button === "promote-full" } });
+      const c = canaryOf(body);
+      if (abort && (status === 202 || (body && body.status === "in_progress"))) {
+        showMessage("info", `${what} of run ${id} accepted (HTTP ${status}): the run is ` +
+          "still stopping; its status follows below.", "action");
+      } else if (abort) {
+        const back = body && body.rollback_id ? `; rollback ${body.rollback_id} started` : "";
+        showMessage("ok", `Run ${id} aborted: ${statusWord(body && body.status)}${back} ` +
+          `(HTTP ${status}).`, "action");
+      } else {
+        const by = c && c.promoted_by ? ` by ${c.promoted_by}` : "";
+        showMessage("ok", `Run ${id} promoted${button === "promote-full" ? " fully" : ""}` +
+          `${by} (HTTP ${status}).`, "action");
+      }
+    } catch (err) {
+      if (err instanceof ApiError) {
+        if (err.status !== 401 && err.status !== 429) {
+          showMessage("error", `${what} of run ${id} refused: ${err.describe()}`, "action");
+        }
+      } else if (!(err && err.name === "AbortError")) {
+        showMessage("error", `${what} of run ${id} failed: ${err}`, "action");
+      }
+    } finally {
+      canaryBusy = "";
+      updateCanaryButtons();
+    }
+  }
+
+  /** No run, or another one: nothing of the last canary stays (the rollback box included). */
+  function resetCanary() {
+    $("canary").hidden = true;
+    $("abort-rollback").checked = false;
+    for (const id of ["canary-strip", "canary-chart", "canary-decisions-list"]) {
+      replaceChildren($(id));
+    }
+    $("canary-state").textContent = "";
+    $("canary-state").dataset.canaryState = "";
+    updateCanaryButtons();
+  }
+
   // ---------------------------------------------------------------- cancel
 
   let cancelling = false;
@@ -669,6 +975,7 @@
     const live = !!run && !!run.status && !TERMINAL.has(run.status);
     button.disabled = !session || !live || cancelling;
     button.textContent = cancelling ? "Cancelling…" : "Cancel";
+    updateCanaryButtons();
   }
 
   async function cancelRun() {
@@ -991,6 +1298,9 @@
       $("token").focus();
     });
     $("cancel-run").addEventListener("click", () => { cancelRun(); });
+    for (const id of Object.keys(CANARY_BUTTONS)) {
+      $(id).addEventListener("click", () => { canaryAction(id); });
+    }
     const saved = sessionStorage.getItem(TOKEN_KEY);
     if (saved) signIn(saved);
     else $("token").focus();

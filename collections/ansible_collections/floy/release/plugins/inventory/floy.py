@@ -25,7 +25,7 @@ description:
     database URLs (PostgreSQL) need SQLAlchemy and the database driver on the controller.
   - The source file name must end with C(floy.yml) or C(floy.yaml).
   - Reads the tables directly, so it knows the store's schema versions it was written for
-    (1 to 5) and refuses a store at any other version with an error naming it.
+    (1 to 6) and refuses a store at any other version with an error naming it.
 version_added: "0.1.0"
 # Not on GitHub yet, so no handle: "!UNKNOWN" is validate-modules' form for that.
 author: floy contributors (!UNKNOWN)
@@ -74,7 +74,7 @@ from ansible.utils.unsafe_proxy import wrap_var
 # tests/unit/collection/test_inventory_schema.py fails when it changes and this does not.
 #: Schema versions (floy_schema.version, the number of migrations applied) this plugin was
 #: written for: the instances columns below exist, with these meanings, in each of them.
-SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
+SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
 #: The table holding the schema version, in its row with id 1.
 VERSION_TABLE = "floy_schema"
 VERSION_COLUMN = "version"
