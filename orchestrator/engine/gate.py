@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from orchestrator.domain import canary
+from orchestrator.domain import canary, closing
 from orchestrator.domain.analysis import Measurement
 from orchestrator.domain.canary import FLOY, DecisionKind, DecisionRecord
 from orchestrator.domain.records import RunRecord
 from orchestrator.domain.steps import duration_text
 from orchestrator.engine import analysis as analysing
+from orchestrator.models import Status
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timefmt import format_time
@@ -140,3 +141,21 @@ class Gatekeeper:
                 if state.promoted_by:
                     return GateEnd("passed", f"promoted by {state.promoted_by}")
             time.sleep(0.1)
+
+
+def cancel_reason(store: Store, run: RunRecord) -> str:
+    """Why a cancelled run stopped: ``aborted by <caller>``, or a cancel on request."""
+    abort = canary.abort_of(store.decisions.of_run(run.run_id))
+    return f"aborted by {abort.actor}" if abort is not None else "cancelled on request"
+
+
+def rolls_back(store: Store, run: RunRecord, how: closing.Closing, status: Status) -> bool:
+    """Whether a deployment ending ``status`` rolls back what it switched: a failure (its
+    instances' verdict, or its analysis) with ``auto_rollback``, or an abort that asked for
+    it."""
+    if status is Status.FAILED:
+        return run.request.auto_rollback and (how.status is None or how.rolls_back)
+    if status is Status.CANCELLED:
+        abort = canary.abort_of(store.decisions.of_run(run.run_id))
+        return abort is not None and bool(abort.data.get("rollback"))
+    return False

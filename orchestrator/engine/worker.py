@@ -31,7 +31,7 @@ from orchestrator.engine.attempts import (
     with_member_package,
 )
 from orchestrator.engine.autorollback import start_automatic
-from orchestrator.engine.gate import Gatekeeper
+from orchestrator.engine.gate import Gatekeeper, cancel_reason, rolls_back
 from orchestrator.engine.ingest import EventSink
 from orchestrator.engine.lease import LeaseKeeper, owner_name
 from orchestrator.engine.reaper import Reaper
@@ -118,9 +118,7 @@ class Worker:
             raise LookupError(f"run {run_id} vanished from the store")
         run, members = loaded
         if run.cancel_requested_at is not None:
-            if all(m.status is Status.PENDING for m in members):
-                return self._close(run, closing.before_start())
-            return self._close(run, closing.after_cancel(members, self._cancel_reason(run)))
+            return self._close(run, self._cancelled(run, members))
         # A run handed back by a stopping daemon resumes with the instances still pending.
         todo = [m for m in members if m.status is Status.PENDING]
         resumed = len(todo) < len(members)
@@ -206,12 +204,7 @@ class Worker:
         if loaded[0].cancel_requested_at is None:
             why = "the store was unreachable" if lease.cut_off.is_set() else "it is stopping"
             return self._hand_back(run, loaded[1], why), None
-        return self._close(run, closing.after_cancel(loaded[1], self._cancel_reason(run)))
-
-    def _cancel_reason(self, run: RunRecord) -> str:
-        """Why a cancelled run stopped: ``aborted by <caller>`` or a cancel on request."""
-        abort = canary.abort_of(self.store.decisions.of_run(run.run_id))
-        return f"aborted by {abort.actor}" if abort is not None else "cancelled on request"
+        return self._close(run, closing.after_cancel(loaded[1], cancel_reason(self.store, run)))
 
     def _stop_check(self, run_id: str, lease: LeaseKeeper,
                     hand_back: threading.Event) -> Callable[[], bool]:
@@ -315,7 +308,7 @@ class Worker:
             return self._hand_back(run, loaded[1], "the store was unreachable")
         if loaded[0].cancel_requested_at is None and hand_back.is_set():
             return self._hand_back(run, loaded[1], "it is stopping")
-        return self._close(run, closing.after_cancel(loaded[1], self._cancel_reason(run)))[0]
+        return self._close(run, closing.after_cancel(loaded[1], cancel_reason(self.store, run)))[0]
 
     def _close(self, run: RunRecord, how: closing.Closing) -> tuple[Status, str | None]:
         """End the run as ``how`` says; a failed deployment with ``auto_rollback`` records
@@ -326,7 +319,7 @@ class Worker:
         assert loaded is not None
         if status is None:
             status, message = closing.verdict(loaded[1], how.playbook)
-        if run.kind == RunKind.DEPLOY and self._rolls_back(run, how, status):
+        if run.kind == RunKind.DEPLOY and rolls_back(self.store, run, how, status):
             follow_up, note = start_automatic(
                 self.store, run, loaded[1],
                 allowed_hosts=self.settings.allowed_package_hosts, owner=self.owner)
@@ -335,16 +328,12 @@ class Worker:
                                    owner=self.owner)
         return status, follow_up
 
-    def _rolls_back(self, run: RunRecord, how: closing.Closing, status: Status) -> bool:
-        """Whether a deployment ending ``status`` rolls back what it switched: a failure
-        (its instances' verdict, or its analysis) with ``auto_rollback``, or an abort that
-        asked for it."""
-        if status is Status.FAILED:
-            return run.request.auto_rollback and (how.status is None or how.rolls_back)
-        if status is Status.CANCELLED:
-            abort = canary.abort_of(self.store.decisions.of_run(run.run_id))
-            return abort is not None and bool(abort.data.get("rollback"))
-        return False
+    def _cancelled(self, run: RunRecord, members: list[RunInstanceRecord]) -> closing.Closing:
+        """How a run cancelled while no playbook of it ran closes: before it started, or
+        (handed back, or at a gate) with what it already did kept."""
+        if all(m.status is Status.PENDING for m in members):
+            return closing.before_start()
+        return closing.after_cancel(members, cancel_reason(self.store, run))
 
     def _hand_back(self, run: RunRecord, members: list[RunInstanceRecord], why: str) -> Status:
         """Give the run back unfinished (see :func:`orchestrator.domain.closing.handed_back`)."""
@@ -365,10 +354,7 @@ class Worker:
             return None  # a worker claimed it: that worker sees the cancel
         loaded = self.store.runs.with_members(run_id)
         if loaded is not None and loaded[0].cancel_requested_at is not None:
-            run, members = loaded
-            if all(m.status is Status.PENDING for m in members):
-                return self._close(run, closing.before_start())[1]
-            return self._close(run, closing.after_cancel(members, self._cancel_reason(run)))[1]
+            return self._close(loaded[0], self._cancelled(*loaded))[1]
         self.store.leases.release(run_id, self.owner)
         return None
 
