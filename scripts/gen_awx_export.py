@@ -3,7 +3,7 @@
 ``awx import < awx/export/floy.json`` (awxkit's CLI) creates the same objects as
 ``awx/configure.yml``: the organization, the "floy store" credential type and credential,
 the Machine credential, the project, the inventory and its source, and the job templates
-deploy, rollback and probe with their surveys. Nothing is written by hand twice: the names
+deploy, rollback, probe and promote with their surveys. Nothing is written by hand twice: the names
 and settings come from awx/vars.example.yml, the job templates from awx/job_templates/,
 the surveys from awx/surveys/, and the credential type from configure.yml's own task.
 References are awxkit natural keys (``{"name": ..., "organization": {...}, "type": ...}``),
@@ -27,7 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 AWX = REPO / "awx"
 EXPORT = AWX / "export" / "floy.json"
-TEMPLATES = ("deploy", "rollback", "probe")
+TEMPLATES = ("deploy", "rollback", "probe", "promote")
 #: What ``awx export`` writes in place of a secret input.
 ENCRYPTED = "$encrypted$"
 #: AWX's managed credential types the objects refer to: (name, kind).

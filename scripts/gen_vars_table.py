@@ -45,13 +45,14 @@ def _meaning(option: dict[str, Any]) -> str:
 def render_table(specs: dict[str, Any]) -> str:
     """Markdown table of every option of the ``main`` entry point, in spec order.
 
-    Options only the ``probe`` entry point has are appended, so every ``floy_*`` input of
-    the playbooks appears once.
+    Options only another entry point has (``probe``, ``promote``) are appended, so every
+    ``floy_*`` input of the playbooks appears once.
     """
     entry_points = specs["argument_specs"]
     options: dict[str, dict[str, Any]] = dict(entry_points["main"]["options"])
-    for name, option in entry_points.get("probe", {}).get("options", {}).items():
-        options.setdefault(name, option)
+    for entry_point in entry_points.values():
+        for name, option in entry_point.get("options", {}).items():
+            options.setdefault(name, option)
     lines = ["| name | type | default | meaning |", "|---|---|---|---|"]
     for name, option in options.items():
         lines.append(

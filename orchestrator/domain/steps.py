@@ -32,6 +32,7 @@ MAX_PAUSE_SECONDS = 7 * 86_400
 MAX_BATCH = 1_000_000
 _BATCH = re.compile(r"([0-9]{1,7})(%?)")
 _PAUSE = re.compile(r"pause(?:\s+(\S.*))?")
+_SECONDS = re.compile(r"[0-9]{1,9}")
 _DURATION = re.compile(r"(?:([0-9]{1,6})h)?(?:([0-9]{1,8})m)?(?:([0-9]{1,9})s)?")
 
 
@@ -70,8 +71,8 @@ def _item_error(field: str, number: int, item: object, why: str) -> ValidationEr
 
 def _parse_duration(text: str) -> int | None:
     """Seconds of a duration, or None when it is not one."""
-    if text.isdigit():
-        return int(text) if len(text) <= 9 else None
+    if _SECONDS.fullmatch(text):  # ASCII digits only: str.isdigit() takes '５' and '²'
+        return int(text)
     m = _DURATION.fullmatch(text)
     if m is None or not any(m.groups()):
         return None

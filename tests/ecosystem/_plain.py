@@ -17,12 +17,21 @@ from tests.ecosystem._paths import PLAYBOOKS, REPO
 def local_inventory(tmp_path: Path, port: int) -> Path:
     """The operator's local group_vars and one hello instance ``p1`` on ``port``: the
     inventory's hosts file."""
+    return fleet_inventory(tmp_path, {"p1": port})
+
+
+def fleet_inventory(tmp_path: Path, ports: dict[str, int],
+                    host_vars: dict[str, dict[str, object]] | None = None) -> Path:
+    """The operator's local group_vars and hello instances named and on the ports of
+    ``ports``, in that order (with their ``host_vars``): the inventory's hosts file."""
     inventory = tmp_path / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
     for source in (REPO / "inventories" / "local" / "group_vars").glob("*.yml"):
         (inventory / "group_vars" / source.name).write_text(source.read_text())
-    hosts = {"all": {"children": {"hello": {"hosts": {"p1": {"floy_instance_port": port}}}}}}
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    hosts = {name: {"floy_instance_port": port, **(host_vars or {}).get(name, {})}
+             for name, port in ports.items()}
+    (inventory / "hosts.yml").write_text(
+        yaml.safe_dump({"all": {"children": {"hello": {"hosts": hosts}}}}, sort_keys=False))
     return inventory / "hosts.yml"
 
 
@@ -38,16 +47,33 @@ def plain_env(venv: Path, workdir: Path) -> dict[str, str]:
     }
 
 
-def play(venv: Path, workdir: Path, playbook: str, inventory: Path, extra: dict[str, object],
-          cwd: Path) -> subprocess.CompletedProcess[str]:
+def _command(venv: Path, workdir: Path, playbook: str, inventory: Path,
+             extra: dict[str, object], cwd: Path) -> list[str]:
     vars_file = workdir / f"vars-{playbook}"
     vars_file.write_text(yaml.safe_dump(extra))
+    return [str(venv / "bin" / "ansible-playbook"), "-i", str(inventory),
+            str(PLAYBOOKS / playbook) if cwd != REPO else f"playbooks/{playbook}",
+            "-e", f"@{vars_file}"]
+
+
+def play(venv: Path, workdir: Path, playbook: str, inventory: Path, extra: dict[str, object],
+          cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(venv / "bin" / "ansible-playbook"), "-i", str(inventory),
-         str(PLAYBOOKS / playbook) if cwd != REPO else f"playbooks/{playbook}",
-         "-e", f"@{vars_file}"],
-        cwd=cwd, env=plain_env(venv, workdir), capture_output=True, text=True, timeout=300,
+        _command(venv, workdir, playbook, inventory, extra, cwd),
+        cwd=cwd, env=plain_env(venv, workdir), capture_output=True, text=True, timeout=timeout,
     )
+
+
+def start_play(venv: Path, workdir: Path, playbook: str, inventory: Path,
+               extra: dict[str, object], cwd: Path, output: Path) -> subprocess.Popen[bytes]:
+    """``play`` in the background, its stdout and stderr written to ``output`` (a file, not
+    a pipe nobody reads while it runs)."""
+    with output.open("wb") as sink:
+        return subprocess.Popen(
+            _command(venv, workdir, playbook, inventory, extra, cwd),
+            cwd=cwd, env=plain_env(venv, workdir), stdout=sink, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def health(port: int) -> dict[str, str]:

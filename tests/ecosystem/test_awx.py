@@ -13,8 +13,8 @@ import pytest
 from tests.ecosystem._paths import REPO, argument_specs
 
 AWX = REPO / "awx"
-TEMPLATES = ("deploy", "rollback", "probe")
-ENTRY_POINT = {"deploy": "main", "rollback": "main", "probe": "probe"}
+TEMPLATES = ("deploy", "rollback", "probe", "promote")
+ENTRY_POINT = {"deploy": "main", "rollback": "main", "probe": "probe", "promote": "promote"}
 SURVEY_TYPES = {"text", "textarea", "password", "integer", "float", "multiplechoice",
                 "multiselect"}
 # Survey question types that can carry each argument_specs type.

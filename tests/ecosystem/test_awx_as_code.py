@@ -42,7 +42,7 @@ from tests.ecosystem._fake_awx import POST_FIELDS, FakeAwx, project_files, sessi
 from tests.ecosystem._paths import REPO, VENV_BIN
 
 AWX = REPO / "awx"
-TEMPLATES = ("deploy", "rollback", "probe")
+TEMPLATES = ("deploy", "rollback", "probe", "promote")
 EXPORT = AWX / "export" / "floy.json"
 SETTINGS: dict[str, Any] = yaml.safe_load((AWX / "vars.example.yml").read_text())
 ORG = SETTINGS["floy_awx_organization"]
@@ -233,8 +233,11 @@ def test_job_templates_are_the_json_ones_with_their_surveys(
                 assert jt[key] == value, (name, key)
         assert jt["survey_spec"] == json.loads((AWX / "surveys" / f"{name}.json").read_text())
         # AWX fills in awx_job_id when the job runs: configure.yml must pass it unrendered.
-        if expected["extra_vars"].strip() != "---":
+        if "floy_deploy_id" in expected["extra_vars"]:
             assert jt["extra_vars"]["floy_deploy_id"] == "awx-{{ awx_job_id }}"
+        if name == "promote":
+            assert jt["extra_vars"]["floy_promote_by"] == (
+                "{{ awx_user_name | default('AWX') }}, AWX job {{ awx_job_id }}")
 
 
 def test_inventory_source_reads_floys_registry(configure_calls: list[dict[str, Any]]) -> None:
@@ -324,7 +327,9 @@ def test_awx_import_creates_the_objects_and_their_relations(
         assert awx.surveys[jt["id"]] == json.loads((AWX / "surveys" / f"{name}.json").read_text())
         expected = json.loads((AWX / "job_templates" / f"{name}.json").read_text())
         assert jt["extra_vars"] == expected["extra_vars"]
-        assert jt["survey_enabled"] is True and jt["ask_limit_on_launch"] is True
+        assert jt["survey_enabled"] is True
+        # a limit could leave promote.yml no instance to read floy_promote_host from
+        assert jt["ask_limit_on_launch"] is (name != "promote")
 
 
 def test_awx_import_twice_changes_nothing_more(fake_awx: FakeAwx,

@@ -21,7 +21,7 @@ from tests.ecosystem._paths import (
     tool_env,
 )
 
-MODULES = ("floy_release", "floy_probe")
+MODULES = ("floy_release", "floy_probe", "floy_pause", "floy_promote")
 
 
 def test_galaxy_metadata() -> None:
@@ -49,7 +49,8 @@ def test_collection_builds_with_modules_roles_and_inventory(tmp_path: Path) -> N
     for module in MODULES:
         assert f"plugins/modules/{module}.py" in names
     assert "plugins/inventory/floy.py" in names
-    for path in ("tasks/main.yml", "tasks/probe.yml", "meta/argument_specs.yml",
+    for path in ("tasks/main.yml", "tasks/probe.yml", "tasks/gate.yml", "tasks/promote.yml",
+                 "meta/argument_specs.yml",
                  "defaults/main.yml", "README.md"):
         assert f"roles/floy/{path}" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".tar.gz")]
@@ -105,8 +106,8 @@ def test_playbooks_and_role_use_fqcns() -> None:
              for t in _tasks(p) if "ansible.builtin.import_role" in t]
     assert roles and {r["name"] for r in roles} == {"floy.release.floy"}  # type: ignore[index]
     actions = {k for p in (ROLE / "tasks").glob("*.yml") for t in _tasks(p) for k in t}
-    assert {"floy.release.floy_release", "floy.release.floy_probe"} <= actions
-    assert not {"floy_release", "floy_probe"} & actions
+    assert {f"floy.release.{module}" for module in MODULES} <= actions
+    assert not set(MODULES) & actions
 
 
 def test_ansible_cfg_finds_the_collection_from_any_directory(tmp_path: Path) -> None:
@@ -132,8 +133,14 @@ def test_vars_table_matches_argument_specs() -> None:
 
 
 def test_role_defaults_match_argument_specs() -> None:
+    """defaults/main.yml holds every option of every entry point with its default, and an
+    option two entry points share has the same default in both."""
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-    options = argument_specs()["main"]["options"]
-    with_default = {k: v["default"] for k, v in options.items() if "default" in v}
+    with_default: dict[str, object] = {}
+    for entry_point in argument_specs().values():
+        options = entry_point["options"]
+        for name, option in options.items():
+            if "default" in option:
+                assert with_default.setdefault(name, option["default"]) == option["default"], name
+        assert all(name.startswith("floy_") for name in options)
     assert defaults == with_default
-    assert all(name.startswith("floy_") for name in options)
