@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 from ansible_collections.floy.release.plugins.module_utils.floy_layout import (
     NAME_RE,
@@ -32,6 +31,7 @@ from ansible_collections.floy.release.plugins.module_utils.floy_layout import (
     read_json,
     utc_now,
     write_json_atomic,
+    write_text_atomic,
 )
 
 PROMOTE = "promote"
@@ -120,20 +120,7 @@ def write_marker(path, note):
     """Write the marker ``path`` holding ``note`` atomically; False when it held it already."""
     if marker_holds(path, note):
         return False
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(marker_text(note))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(directory)
+    write_text_atomic(path, marker_text(note))
     return True
 
 

@@ -292,14 +292,14 @@ def utc_now():
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def write_json_atomic(path, data):
-    """Write JSON to ``path`` through a temp file, fsync and rename."""
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` (mode 0644) through a temp file, fsync and rename: a
+    reader sees the old file or the whole new one."""
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
@@ -309,6 +309,11 @@ def write_json_atomic(path, data):
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+def write_json_atomic(path, data):
+    """Write JSON to ``path`` through a temp file, fsync and rename."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def fsync_dir(directory):
