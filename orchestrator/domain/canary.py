@@ -156,12 +156,13 @@ def canary_status(run: RunRecord, decisions: Sequence[DecisionRecord],
         return None
     batch = last_batch(decisions)
     gate = gate_state(decisions, batch)
+    batches = planned_batches(run)
     finished = run.status.is_terminal
     if finished:
         state = "finished"
     elif gate.paused_since is not None and not gate.continued and not running:
         state = "paused"
-    elif (0 < batch < len(planned_batches(run)) and not running and not gate.continued
+    elif (0 < batch < len(batches) and not running and not gate.continued
           and run.request.analysis is not None and not gate.analysis):
         state = "analysis"  # a gate stands after every batch but the last
     else:
@@ -173,7 +174,7 @@ def canary_status(run: RunRecord, decisions: Sequence[DecisionRecord],
         for m in (Measurement.from_dict(d.data),))
     return CanaryStatus(
         steps=run.request.steps,
-        batches=tuple(planned_batches(run)),
+        batches=tuple(batches),
         batch=batch,
         state=state,
         paused_since=gate.paused_since if state == "paused" else None,
