@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -242,3 +243,27 @@ def test_a_worker_killed_during_a_pause_is_resumed_there(floy_async_env: FloyEnv
     final = env.wait("canary-kill")
     assert final.status is Status.COMPLETED, final.error_message
     _on(env, "2.0.0", ids)
+
+
+def test_bad_promote_abort_bodies_and_analysis_files_are_refused(floy_server: FloyServer,
+                                                                  tmp_path: Path) -> None:
+    env = floy_server.env
+    ids = env.register(1)
+    with floy_server.client() as c:
+        bad = c.post("/v1/deployments/nope/abort", json={"rollback": "yes"})
+        assert bad.status_code == 422 and bad.json()["field"] == "rollback"
+        unknown = c.post("/v1/deployments/nope/promote", json={"fully": True})
+        assert unknown.status_code == 422 and unknown.json()["field"] == "fully"
+        assert c.post("/v1/deployments/nope/promote").status_code == 404
+    url, _ = env.packages["2.0.0"]
+    listed = tmp_path / "analysis.yml"
+    listed.write_text("- url: https://127.0.0.1/q\n")
+    for path in (listed, tmp_path / "missing.yml"):
+        done = subprocess.run([str(FLOY), "deploy", SERVICE, "2.0.0", "--url", url,
+                               "-i", ids[0], "--steps", "1", "--analysis", str(path)],
+                              env=server_environ(env), capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert "invalid analysis" in done.stderr, done.stderr
+    with env.store.read() as conn:
+        assert conn.execute(t.runs.select()).first() is None  # nothing stored, nothing run
